@@ -1,0 +1,33 @@
+# The README's two commands:
+#   make report LANDSCAPE_DATA=/path/to/data   # set up, run the default (quick) profile, build the book
+#   make test   LANDSCAPE_DATA=/path/to/data   # set up, run the test suite
+# Everything is installed into .venv by `make setup` from pyproject.toml; nothing by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= quick
+CORES ?= 2
+STUDIES ?=
+PYTEST_ARGS ?=
+export LANDSCAPE_DATA
+BIN := $(abspath $(VENV))/bin
+RUN := PATH="$(BIN):$$PATH"
+
+.PHONY: setup report test book clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[report,test]"
+	touch $@
+
+report: setup
+	$(RUN) python -m snakemake -s workflow/Snakefile --cores $(CORES) --config profile=$(PROFILE) \
+	  $(if $(STUDIES),studies=[$(STUDIES)]) --rerun-incomplete --keep-going --quiet rules
+	@echo "site: $(abspath _build/html/index.html)"
+
+test: setup
+	$(RUN) python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf _build book/runs book/_build .snakemake

@@ -1,0 +1,65 @@
+"""Command line: ``python -m landscape {list,check,train,runs}``.
+
+Every expected failure (bad configuration, unknown name, missing data) ends with one line on
+stderr and exit status 2; nothing is written before the inputs are validated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, list_studies, load_study
+from .data import DataNotFound
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m landscape", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the studies")
+    for name, help_ in (("check", "validate a study under a profile"),
+                        ("runs", "print the study's runs as JSON lines"),
+                        ("train", "train (or load) the study's runs")):
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("--study", required=True)
+        q.add_argument("--profile", default="quick")
+        if name == "train":
+            q.add_argument("--config", help="only this configuration")
+            q.add_argument("--seed", type=int, help="only this seed")
+            q.add_argument("--data-root", help="dataset folder (default $LANDSCAPE_DATA or ./data)")
+            q.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "list":
+            print("\n".join(list_studies()))
+            return 0
+        study = load_study(args.study, args.profile)
+        if args.cmd == "check":
+            print(f"{study.name} ({args.profile}): {len(study.configs)} configurations, {len(study.runs)} runs: ok")
+            return 0
+        if args.cmd == "runs":
+            for r in study.runs:
+                print(json.dumps({"config": r.config, "seed": r.seed, "key": r.key, "dir": str(r.dir)}))
+            return 0
+        runs = study.runs if args.config is None else study.runs_of(args.config)
+        if args.seed is not None:
+            runs = [r for r in runs if r.seed == args.seed]
+            if not runs:
+                raise ConfigError(f"seed = {args.seed} is not among this study's seeds under profile {args.profile!r}")
+        from .train import train_run
+
+        for r in runs:
+            t = train_run(r, data_root=args.data_root, progress=False if args.no_progress else None)
+            o = t.metrics["outcome"]
+            last = t.metrics["history"][-1]
+            status = (f"diverged at epoch {o['epoch']} step {o['step']}" if o["diverged"]
+                      else f"test_acc {last['test_acc']:.4f}")
+            print(f"{r.study}/{r.config}/seed{r.seed} [{r.key}]: {status}")
+        return 0
+    except (ConfigError, DataNotFound, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,179 @@
+"""Datasets as in-memory tensors: MNIST, Fashion-MNIST and CIFAR-10 through torchvision.
+
+The raw files are read once with torchvision, normalised per channel and kept as one float tensor;
+batches are slices of it (no per-sample PIL transforms in the hot loop; augmentation, where asked,
+is done on whole batches). The data root is, in order: the ``root`` argument, the environment
+variable ``LANDSCAPE_DATA``, ``./data``. Missing files are downloaded when a network exists (set
+``LANDSCAPE_OFFLINE=1`` to never try); otherwise :class:`DataNotFound` says which dataset, which
+folder was searched and how to fix it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["DataNotFound", "Data", "Batches", "load", "subset", "data_root", "DATASET_INFO"]
+
+# name -> (torchvision class, folder torchvision uses, per-channel mean, std, display name)
+DATASET_INFO = {
+    "mnist": ("MNIST", "MNIST", (0.1307,), (0.3081,), "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST", (0.2860,), (0.3530,), "Fashion-MNIST"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                "CIFAR-10"),
+}
+
+
+class DataNotFound(FileNotFoundError):
+    """The dataset's files are not under the data root and could not be downloaded."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Resolve the data root: argument, else ``$LANDSCAPE_DATA``, else ``./data``."""
+    return Path(root or os.environ.get("LANDSCAPE_DATA") or "data").expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Data:
+    """A labelled image set held in memory: ``x`` (N, C, H, W) float32 normalised, ``y`` (N,) int64."""
+
+    name: str
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+
+def _torchvision_set(name: str, root: Path, train: bool):
+    from torchvision import datasets
+
+    cls_name, folder, *_ = DATASET_INFO[name]
+    cls = getattr(datasets, cls_name)
+    try:
+        return cls(root=str(root), train=train, download=False)
+    except RuntimeError:
+        pass
+    display = DATASET_INFO[name][4]
+    hint = (f"put the torchvision files under {root / folder} (or point LANDSCAPE_DATA / --data-root "
+            "at a folder that has them), or run once with a network to download them")
+    if os.environ.get("LANDSCAPE_OFFLINE"):
+        raise DataNotFound(f"{display} not found under {root} (LANDSCAPE_OFFLINE is set): {hint}")
+    existed = (root / folder).exists()
+    root_existed = root.exists()
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        return cls(root=str(root), train=train, download=True)
+    except Exception as err:  # URLError, timeouts, checksum failures...
+        if not root_existed:  # leave no partial download behind
+            shutil.rmtree(root, ignore_errors=True)
+        elif not existed:
+            shutil.rmtree(root / folder, ignore_errors=True)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataNotFound(f"{display} not found under {root} and download failed ({reason}): {hint}") from None
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, root: str, train: bool) -> Data:
+    ds = _torchvision_set(name, Path(root), train)
+    raw = torch.as_tensor(ds.data)
+    x = raw.float().div_(255.0)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    _, _, mean, std, _ = DATASET_INFO[name]
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    y = torch.as_tensor(ds.targets, dtype=torch.long)
+    return Data(name=name, x=x.contiguous(), y=y)
+
+
+def load(name: str, train: bool = True, root: str | os.PathLike | None = None) -> Data:
+    """Load ``name`` (``mnist``, ``fashion_mnist``, ``cifar10``) as normalised in-memory tensors.
+
+    Raises:
+        ValueError: unknown dataset name.
+        DataNotFound: files missing under the data root and no download possible.
+    """
+    if name not in DATASET_INFO:
+        raise ValueError(f"dataset = {name!r} is not one of: {', '.join(DATASET_INFO)}")
+    return _load_cached(name, str(data_root(root)), bool(train))
+
+
+def subset(data: Data, n: int | None, seed: int = 0) -> Data:
+    """A fixed, seeded random subset of ``n`` examples (all of ``data`` when ``n`` is None or ≥ N)."""
+    if n is None or n >= len(data):
+        return data
+    if n <= 0:
+        raise ValueError(f"subset size n = {n!r} must be positive")
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(data), generator=g)[:n].sort().values
+    return Data(name=data.name, x=data.x[idx].contiguous(), y=data.y[idx].contiguous())
+
+
+def _augment(x: Tensor, g: torch.Generator) -> Tensor:
+    """Batched random crop (pad 4) and horizontal flip, as in the CIFAR ResNet papers."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (n,), generator=g)
+    dy = torch.randint(0, 9, (n,), generator=g)
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h))  # (n, h)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w))  # (n, w)
+    out = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1),
+                 rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    flip = torch.rand(n, generator=g) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+class Batches:
+    """Iterable of ``(inputs, targets)`` mini-batches sliced from an in-memory :class:`Data`.
+
+    With ``shuffle`` the order of epoch ``e`` is drawn from a generator seeded with
+    ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, data: Data, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 augment: bool = False, drop_last: bool = False) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size = {batch_size!r} must be positive")
+        self.data, self.batch_size, self.shuffle = data, int(batch_size), shuffle
+        self.seed, self.augment, self.drop_last = int(seed), augment, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.data)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=g) if self.shuffle else None
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            if order is None:
+                x, y = self.data.x[lo:hi], self.data.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                x, y = self.data.x[idx], self.data.y[idx]
+            if self.augment:
+                x = _augment(x, g)
+            yield x, y

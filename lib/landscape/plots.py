@@ -1,0 +1,54 @@
+"""Figures with one look across the book: labelled axes with units, seed bands, fixed colours."""
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["color_for", "band", "bands", "PALETTE"]
+
+# Okabe–Ito colour-blind-safe palette; a configuration name always maps to the same colour.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+_FIXED = {"bn": 0, "nobn": 1}
+
+
+def color_for(name: str) -> str:
+    """The colour of configuration ``name`` everywhere in the book."""
+    if name in _FIXED:
+        return PALETTE[_FIXED[name]]
+    return PALETTE[int(hashlib.md5(name.encode()).hexdigest(), 16) % len(PALETTE)]
+
+
+def band(ax, x: Sequence[float], ys: np.ndarray, name: str, label: str | None = None, marker=None) -> None:
+    """Mean over seeds (rows of ``ys``) with a min–max band; one thin line per seed."""
+    ys = np.atleast_2d(np.asarray(ys, dtype=float))
+    c = color_for(name)
+    for row in ys:
+        ax.plot(x, row, color=c, alpha=0.35, lw=0.8)
+    mean = np.nanmean(ys, axis=0)
+    ax.plot(x, mean, color=c, lw=2, marker=marker, label=f"{label or name} (n={len(ys)})")
+    if len(ys) > 1:
+        ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=c, alpha=0.15, lw=0)
+
+
+def bands(series: Mapping[str, tuple[Sequence[float], np.ndarray, str]], xlabel: str, ylabel: str,
+          title: str = "", logy: bool = False, figsize=(5.0, 3.4), marker=None):
+    """One axes with :func:`band` per entry ``name -> (x, ys, label)``; returns the figure."""
+    fig, ax = plt.subplots(figsize=figsize)
+    for name, (x, ys, label) in series.items():
+        band(ax, x, ys, name, label, marker=marker)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,265 @@
+"""Training: optimizers, schedules, checkpoints, trajectories and divergence, cached by config hash.
+
+:func:`train_run` trains one :class:`~landscape.config.RunSpec` into ``run.dir`` (a folder named
+by the hash of the training spec and the library version). A finished run is never redone; an
+interrupted one resumes from its last end-of-epoch checkpoint and ends with exactly the weights and
+metrics of an uninterrupted run (the batch order of epoch *e* depends only on the seed and *e*).
+A NaN or Inf loss stops the run and records it as diverged (epoch, step, last finite loss).
+
+Files in ``run.dir``: ``init.pt`` and ``model.pt`` (state dicts at initialisation and at the end),
+``trajectory.pt`` (flattened weights every ``trajectory_every`` steps, float32), ``metrics.json``
+(per-epoch curves and the outcome; written last, its presence marks the run as done) and, while
+running, ``checkpoint.pt``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunSpec, TrainSpec
+from .data import Batches, Data, load, subset
+from .models import build_model, count_params
+from .store import CorruptArtefact, load_torch, read_json, save_torch, write_json
+
+__all__ = ["train_run", "load_trained", "Trained", "make_model", "evaluate", "make_optimizer",
+           "lr_factor"]
+
+
+def make_model(spec: TrainSpec, in_shape: tuple[int, ...], num_classes: int = 10) -> nn.Module:
+    """Build the spec's model with the seed's initialisation."""
+    torch.manual_seed(spec.seed)
+    return build_model(spec.model.name, spec.model.options, in_shape, num_classes)
+
+
+def make_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
+    """The base optimizer (SAM wraps heavy-ball SGD; its ascent step lives in the training loop)."""
+    o = spec.optimizer
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    momentum = 0.0 if o.name == "sgd" else o.momentum
+    return torch.optim.SGD(params, lr=o.lr, momentum=momentum, weight_decay=o.weight_decay)
+
+
+def lr_factor(spec: TrainSpec, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    s = spec.schedule
+    total = spec.epochs * steps_per_epoch
+    warm = int(round(s.warmup_epochs * steps_per_epoch))
+    if warm and step < warm:
+        return (step + 1) / warm
+    if s.name == "constant":
+        return 1.0
+    if s.name == "step":
+        return s.gamma ** (step // (s.step_epochs * steps_per_epoch))
+    progress = (step - warm) / max(1, total - warm)  # cosine
+    return s.final_lr_frac + (1 - s.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, channels_last: bool = False) -> tuple[float, float]:
+    """Sample-weighted mean cross-entropy (nats) and accuracy over ``data`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, loss_sum, correct = 0, 0.0, 0
+    try:
+        for x, y in data:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = model(x)
+            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+            total += len(y)
+    finally:
+        model.train(was_training)
+    return loss_sum / total, correct / total
+
+
+def _sam_step(model: nn.Module, loss_fn, x, y, rho: float) -> None:
+    """SAM's ascent (Foret et al. 2021): gradient at w + rho·g/||g|| replaces the gradient at w."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params)) + 1e-12
+    eps = [rho * p.grad / norm for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    model.zero_grad(set_to_none=True)
+    loss_fn(model(x), y).backward()
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.sub_(e)
+
+
+@dataclass
+class Trained:
+    """A finished run: the trained model (eval mode) and its metrics."""
+
+    run: RunSpec
+    model: nn.Module
+    metrics: dict
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.metrics["outcome"]["diverged"])
+
+    def init_model(self) -> nn.Module:
+        """The same architecture with this run's initial weights."""
+        model = make_model(self.run.train, tuple(self.metrics["in_shape"]))
+        model.load_state_dict(load_torch(self.run.dir / "init.pt"))
+        return model.eval()
+
+    def trajectory(self) -> tuple[list[int], torch.Tensor]:
+        """Steps and flattened weights (T, P) saved during training."""
+        traj = load_torch(self.run.dir / "trajectory.pt")
+        return traj["steps"], traj["weights"]
+
+
+def load_trained(run: RunSpec) -> Trained:
+    """Load a finished run; raise FileNotFoundError if it has not been trained."""
+    metrics = read_json(run.dir / "metrics.json")
+    model = make_model(run.train, tuple(metrics["in_shape"]))
+    model.load_state_dict(load_torch(run.dir / "model.pt"))
+    return Trained(run=run, model=model.eval(), metrics=metrics)
+
+
+def _is_done(run: RunSpec) -> bool:
+    try:
+        read_json(run.dir / "metrics.json")
+        load_torch(run.dir / "model.pt")
+        return True
+    except (FileNotFoundError, CorruptArtefact):
+        return False
+
+
+def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress: bool | None = None,
+              stop_after_epoch: int | None = None) -> Trained:
+    """Train ``run`` (or load it when already done) and return the result.
+
+    Args:
+        run: the resolved run (study, configuration, seed, training spec).
+        data_root: dataset folder (default ``$LANDSCAPE_DATA`` or ``./data``).
+        progress: show a tqdm bar (None: only on a terminal).
+        stop_after_epoch: stop after this epoch, leaving a checkpoint (for tests of resumption).
+    """
+    if _is_done(run):
+        return load_trained(run)
+    spec = run.train
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    train_all = load(spec.dataset, train=True, root=data_root)
+    test_all = load(spec.dataset, train=False, root=data_root)
+    train_set: Data = subset(train_all, spec.train_subset, seed=spec.seed)
+    test_set: Data = subset(test_all, spec.test_subset, seed=0)
+    in_shape = train_set.shape
+    model = make_model(spec, in_shape)
+    channels_last = spec.model.name in ("cnn", "resnet")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(spec, model.parameters())
+    batches = Batches(train_set, spec.batch_size, shuffle=True, seed=spec.seed, augment=spec.augment,
+                      drop_last=len(train_set) > spec.batch_size)
+    test_batches = Batches(test_set, 256)
+    steps_per_epoch = len(batches)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run.dir / "checkpoint.pt"
+
+    history: list[dict[str, Any]] = []
+    traj_steps: list[int] = []
+    traj: list[torch.Tensor] = []
+    start_epoch, step, last_finite = 1, 0, float("nan")
+    outcome = {"diverged": False, "epoch": None, "step": None, "last_finite_loss": None}
+    resumed = False
+    try:
+        ckpt = load_torch(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history, traj_steps, traj = ckpt["history"], ckpt["traj_steps"], list(ckpt["traj"])
+        start_epoch, step, last_finite = ckpt["epoch"] + 1, ckpt["step"], ckpt["last_finite"]
+        resumed = True
+    except (FileNotFoundError, CorruptArtefact):
+        save_torch(run.dir / "init.pt", model.state_dict())
+        test_loss, test_acc = evaluate(model, test_batches, channels_last)
+        history.append({"epoch": 0, "step": 0, "lr": spec.optimizer.lr * lr_factor(spec, 0, steps_per_epoch),
+                        "train_loss": None, "train_acc": None, "test_loss": test_loss,
+                        "test_acc": test_acc, "seconds": 0.0})
+        traj_steps, traj = [0], [_flat(model)]
+
+    every = spec.trajectory_every or steps_per_epoch
+    base_lr = spec.optimizer.lr
+    bar = tqdm(total=spec.epochs, initial=start_epoch - 1, disable=(None if progress is None else not progress),
+               desc=f"{run.study}/{run.config}/seed{run.seed}", unit="epoch", leave=False)
+    for epoch in range(start_epoch, spec.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        batches.set_epoch(epoch)
+        n_seen, loss_sum, correct = 0, 0.0, 0
+        for x, y in batches:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * lr_factor(spec, step, steps_per_epoch)
+            optimizer.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                outcome = {"diverged": True, "epoch": epoch, "step": step, "last_finite_loss": last_finite}
+                break
+            loss.backward()
+            if spec.optimizer.name == "sam":
+                _sam_step(model, F.cross_entropy, x, y, spec.optimizer.rho)
+            if spec.optimizer.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.optimizer.grad_clip)
+            optimizer.step()
+            step += 1
+            last_finite = loss.item()
+            n_seen += len(y)
+            loss_sum += last_finite * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            if step % every == 0:
+                traj_steps.append(step)
+                traj.append(_flat(model))
+        if outcome["diverged"]:
+            break
+        test_loss, test_acc = evaluate(model, test_batches, channels_last)
+        history.append({"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                        "train_loss": loss_sum / n_seen, "train_acc": correct / n_seen,
+                        "test_loss": test_loss, "test_acc": test_acc,
+                        "seconds": time.perf_counter() - t0})
+        if not math.isfinite(test_loss):
+            outcome = {"diverged": True, "epoch": epoch, "step": step, "last_finite_loss": last_finite}
+            break
+        save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "history": history, "traj_steps": traj_steps, "traj": traj,
+                               "epoch": epoch, "step": step, "last_finite": last_finite})
+        bar.update(1)
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", test_acc=f"{test_acc:.3f}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < spec.epochs:
+            bar.close()
+            raise KeyboardInterrupt(f"stopped after epoch {epoch} as asked")
+    bar.close()
+
+    model = model.to(memory_format=torch.contiguous_format)
+    save_torch(run.dir / "model.pt", model.state_dict())
+    save_torch(run.dir / "trajectory.pt", {"steps": traj_steps, "weights": torch.stack(traj)})
+    metrics = {
+        "study": run.study, "config": run.config, "seed": run.seed, "key": run.key,
+        "spec": asdict(spec), "version": __version__, "in_shape": list(in_shape),
+        "n_params": count_params(model), "n_train": len(train_set), "n_test": len(test_set),
+        "steps_per_epoch": steps_per_epoch, "history": history, "outcome": outcome,
+        "resumed": resumed, "train_seconds": sum(h["seconds"] for h in history),
+    }
+    write_json(run.dir / "metrics.json", metrics)
+    ckpt_path.unlink(missing_ok=True)
+    return Trained(run=run, model=model.eval(), metrics=metrics)
