@@ -1,0 +1,83 @@
+"""End to end: the smoke profile through Snakemake, papermill and Jupyter Book, in a clean copy."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from landscape.stats import fmt, summarize
+from landscape.store import read_json
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_root):
+    """Copy the repository's files (tracked and new, not ignored) and run the whole pipeline."""
+    dst = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\n")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_symlink():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dst / f)
+        elif src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    env = dict(os.environ, PYTHONPATH=str(dst / "lib"), LANDSCAPE_DATA=str(data_root),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env.pop("LANDSCAPE_ARTEFACTS", None)
+    env.pop("LANDSCAPE_CONFIGS", None)
+    cmd = [sys.executable, "-m", "snakemake", "-s", "workflow/Snakefile", "--cores", "2",
+           "--config", "profile=smoke", "--quiet", "rules"]
+    out = subprocess.run(cmd, cwd=dst, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-6000:]
+    again = subprocess.run(cmd + ["--dry-run"], cwd=dst, env=env, capture_output=True, text=True)
+    return dst, again
+
+
+def test_site_is_built_with_the_results_page(built):
+    dst, _ = built
+    assert (dst / "_build" / "html" / "index.html").exists()
+    assert (dst / "_build" / "html" / "results" / "fmnist-batchnorm.html").exists()
+
+
+def test_results_page_shows_the_glued_numbers_of_the_runs(built):
+    dst, _ = built
+    html = (dst / "_build" / "html" / "results" / "fmnist-batchnorm.html").read_text()
+    for config in ("bn", "nobn"):
+        probes = read_json(dst / "book" / "runs" / "fmnist-batchnorm" / config / "probes.json")
+        assert len(probes["lambda_max"]) == 2 and all(v > 0 for v in probes["lambda_max"])
+        assert fmt(summarize(probes["lambda_max"])) in html
+        assert fmt(summarize(probes["test_acc"]), 4) in html
+    assert "57.18" in html  # the write-up's number beside ours, from the study config
+    assert "pasted-text" in html and "glue_ref" not in html
+
+
+def test_every_figure_on_the_results_page_exists(built):
+    dst, _ = built
+    page = dst / "_build" / "html" / "results" / "fmnist-batchnorm.html"
+    srcs = re.findall(r'<img[^>]+src="([^"]+)"', page.read_text())
+    assert len(srcs) >= 3
+    for src in srcs:
+        assert (page.parent / src).resolve().is_file(), src
+
+
+def test_mathjax_is_served_by_the_site(built):
+    dst, _ = built
+    html = (dst / "_build" / "html" / "index.html").read_text()
+    assert "_static/mathjax/tex-svg.js" in html and "cdn.jsdelivr" not in html
+    assert (dst / "_build" / "html" / "_static" / "mathjax" / "tex-svg.js").stat().st_size > 1e6
+
+
+def test_second_run_with_nothing_changed_does_nothing(built):
+    _, again = built
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Nothing to be done" in again.stdout + again.stderr
