@@ -196,6 +196,7 @@ class Budget:
     test_subset: int | None = 2000     # test examples for the per-epoch curves
     seeds: int = 2                     # seeds per configuration
     eval_subset: int = 1000            # fixed, seeded training subset for probes
+    hessian_subset: int | None = None  # Hessian probes on this prefix of it (None: all of it)
     eval_batch: int = 128              # evaluation batch (64–128 is fastest on CPU)
     slice_points: int = 21             # 1D slice grid
     surface_points: int = 11           # 2D surface grid per axis
@@ -207,20 +208,31 @@ class Budget:
     def validate(self, where: str) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            allow_none = f.name in ("epochs", "train_subset", "test_subset")
+            allow_none = f.name in ("epochs", "train_subset", "test_subset", "hessian_subset")
             _check_positive(where, f"budget.{f.name}", value, int, allow_none=allow_none)
+
+
+MEASURES = ("curves", "slice", "surface", "hessian", "hessian_bottom", "trace", "density",
+            "sharpness", "interpolation", "gradients", "pca")
+SHARPNESS_KINDS = ("sam", "adaptive", "random", "keskar")
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
     """Probe settings that belong to the study (not to the budget)."""
 
+    measures: tuple = ("curves", "slice", "hessian", "sharpness", "interpolation")
     slice_range: float = 1.0     # 1D slice over alpha in [-r, r] (filter-normalised units)
     surface_range: float = 1.0
     sharpness_rho: float = 0.05
+    sharpness_kinds: tuple = ("sam",)
     bn_mode: str = "eval"        # BN mode for surfaces and Hessians
 
     def validate(self, where: str) -> None:
+        for m in self.measures:
+            _check_choice(where, "probes.measures[]", m, MEASURES)
+        for k in self.sharpness_kinds:
+            _check_choice(where, "probes.sharpness_kinds[]", k, SHARPNESS_KINDS)
         _check_positive(where, "probes.slice_range", self.slice_range)
         _check_positive(where, "probes.surface_range", self.surface_range)
         _check_positive(where, "probes.sharpness_rho", self.sharpness_rho)
@@ -373,7 +385,13 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
     train_over = budget_raw.pop("train", {})  # data-only overrides, e.g. dataset substitution
     budget = _build(Budget, budget_raw, budget_where, "budget")
     budget.validate(budget_where)
-    probes = _build(ProbeSpec, raw.get("probes"), where, "probes")
+    probes_raw = dict(raw.get("probes") or {})
+    for key in ("measures", "sharpness_kinds"):
+        if key in probes_raw:
+            if not isinstance(probes_raw[key], list):
+                raise ConfigError(f"{where}probes.{key} = {probes_raw[key]!r} must be a list")
+            probes_raw[key] = tuple(probes_raw[key])
+    probes = _build(ProbeSpec, probes_raw, where, "probes")
     probes.validate(where)
 
     configs = raw.get("configs")
@@ -393,7 +411,11 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
         if cname in meta:
             raise ConfigError(f"{where}configs[{i}].name = {cname!r} is used twice")
         meta[cname] = {"label": entry.pop("label", cname), "description": entry.pop("description", "")}
-        merged = _deep_merge(raw.get("defaults") or {}, entry)
+        defaults = dict(raw.get("defaults") or {})
+        if (isinstance(entry.get("model"), dict) and isinstance(defaults.get("model"), dict)
+                and entry["model"].get("name", defaults["model"].get("name")) != defaults["model"].get("name")):
+            defaults.pop("model")  # another family: its options do not carry over
+        merged = _deep_merge(defaults, entry)
         _train_spec({**merged, "seed": seeds}, f"{where}configs[{cname}]: ")  # as written, before budgets
         merged = _deep_merge(merged, train_over)
         for key, value in (("epochs", budget.epochs), ("train_subset", budget.train_subset),

@@ -52,3 +52,47 @@ def bands(series: Mapping[str, tuple[Sequence[float], np.ndarray, str]], xlabel:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def surface(xs, ys, z, title: str = "", zlabel: str = "training loss (nats)", path=None):
+    """Contour (left) and 3D surface (right) of ``z[i, j]`` at ``(xs[i], ys[j])``; ``path`` is an
+    optional (T, 2) array of coordinates drawn on the contour (e.g. a PCA-projected trajectory)."""
+    xs, ys, z = np.asarray(xs), np.asarray(ys), np.asarray(z, dtype=float)
+    fig = plt.figure(figsize=(9.0, 3.8))
+    ax = fig.add_subplot(1, 2, 1)
+    X, Y = np.meshgrid(xs, ys, indexing="ij")
+    levels = np.linspace(np.nanmin(z), np.nanmin(z) + min(np.nanmax(z) - np.nanmin(z), 5.0) + 1e-12, 15)
+    cs = ax.contourf(X, Y, z, levels=levels, cmap="viridis", extend="max")
+    fig.colorbar(cs, ax=ax, label=zlabel)
+    ax.plot([0], [0], "w*", ms=10, label="trained weights")
+    if path is not None:
+        path = np.asarray(path)
+        ax.plot(path[:, 0], path[:, 1], "o-", color="#D55E00", ms=3, lw=1.2, label="training path")
+    ax.set_xlabel("direction 1 (filter-normalised units)")
+    ax.set_ylabel("direction 2 (filter-normalised units)")
+    ax.legend(fontsize=7, loc="upper right")
+    ax3 = fig.add_subplot(1, 2, 2, projection="3d")
+    ax3.plot_surface(X, Y, np.minimum(z, levels[-1]), cmap="viridis", linewidth=0, antialiased=True)
+    ax3.set_xlabel("dir. 1")
+    ax3.set_ylabel("dir. 2")
+    ax3.set_zlabel(zlabel, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def density(series: Mapping[str, tuple[np.ndarray, np.ndarray, str]], title: str = ""):
+    """Hessian eigenvalue densities on a log scale, one line per entry ``name -> (grid, dens, label)``."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for name, (grid, dens, label) in series.items():
+        ax.semilogy(grid, np.maximum(dens, 1e-12), color=color_for(name), lw=1.4, label=label)
+    ax.set_xlabel("Hessian eigenvalue (nats per squared parameter unit)")
+    ax.set_ylabel("density (log scale)")
+    ax.set_ylim(bottom=1e-8)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -17,12 +17,13 @@ from .config import Study
 from .data import Batches, load, subset
 from .store import read_json, write_json
 
-__all__ = ["eval_data", "glue", "Plain", "check_parameters", "save_figure", "provenance", "write_artefact", "read_artefact"]
+__all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance", "write_artefact", "read_artefact"]
 
 
 def eval_data(study: Study, data_root=None, split: str = "train", n: int | None = None) -> Batches:
-    """The study's fixed evaluation subset: ``budget.eval_subset`` examples of ``split`` drawn with
-    seed 0 (the same for every run and probe), in batches of ``budget.eval_batch``."""
+    """The study's fixed evaluation subset: ``n`` (default ``budget.eval_subset``) examples of
+    ``split`` drawn with seed 0 — the same for every run and probe, and a smaller ``n`` gives a
+    subset of a larger one — in batches of ``budget.eval_batch``."""
     if split not in ("train", "test"):
         raise ValueError(f"split = {split!r} is not one of: train, test")
     data = load(study.dataset, train=(split == "train"), root=data_root)
@@ -102,3 +103,17 @@ def check_parameters(**params: Any) -> None:
         if allowed and not isinstance(value, allowed):
             kinds = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
             raise TypeError(f"notebook parameter {name} = {value!r} must be {kinds}")
+
+
+def divergence_note(trained) -> str:
+    """One sentence on the runs that diverged (empty when none did)."""
+    bad = [t for t in trained if t.diverged]
+    if not bad:
+        return f"All {len(trained)} runs trained to the end."
+    parts = []
+    for t in bad:
+        o = t.metrics["outcome"]
+        parts.append(f"seed {t.run.seed} at epoch {o['epoch']}, step {o['step']} "
+                     f"(last finite loss {o['last_finite_loss']:.4g})")
+    return (f"{len(bad)} of {len(trained)} runs diverged (NaN/Inf loss): " + "; ".join(parts)
+            + ". Their probes are skipped.")

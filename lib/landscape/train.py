@@ -232,6 +232,9 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
                 traj.append(_flat(model))
         if outcome["diverged"]:
             break
+        if traj_steps[-1] != step:  # every epoch's end is on the trajectory too
+            traj_steps.append(step)
+            traj.append(_flat(model))
         test_loss, test_acc = evaluate(model, test_batches, channels_last)
         history.append({"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
                         "train_loss": loss_sum / n_seen, "train_acc": correct / n_seen,

@@ -37,7 +37,8 @@ METRICS = ("loss", "accuracy", "error")
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
     """Raise ValueError naming ``value`` and the allowed values when ``value`` is not allowed."""
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
+        raise ValueError(f"{name}={value!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, allowed))}")
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:

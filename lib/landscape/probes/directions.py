@@ -132,7 +132,8 @@ def orthogonalize(d1: Sequence[Tensor], d2: Sequence[Tensor], norm: str = "filte
         n2 = v2.norm()
         v2 = v2 - (v1 @ v2) / (v1 @ v1 + _EPS ** 2) * v1
         v2 = v2 * (n2 / (v2.norm() + _EPS))
-        return [c.view_as(b).to(b.dtype) for c, b in zip(torch.split(v2, [b.numel() for b in d2]), d2)]
+        chunks = torch.split(v2, [b.numel() for b in d2])
+        return [c.view_as(b).to(b.dtype) for c, b in zip(chunks, d2)]
     out = []
     for a, b in zip(d1, d2):
         a2, b2 = _slices(a.double(), norm), _slices(b.detach().clone().double(), norm)

@@ -30,7 +30,8 @@ import scipy.linalg
 import torch
 from torch import Tensor, nn
 
-from ._common import LossFn, as_generator, check_choice, check_int, check_model, check_positive, probe_state
+from ._common import (LossFn, as_generator, check_choice, check_int, check_model, check_positive,
+                      probe_state)
 from .hvp import HessianOperator
 
 __all__ = ["Spectrum", "lanczos", "hessian_eigenvalues", "conditioning"]
@@ -68,9 +69,40 @@ class _LanczosResult:
     theta: np.ndarray          # all Ritz values, ascending
     residuals: np.ndarray      # per Ritz value
     s: np.ndarray              # eigenvectors of T
-    basis: list[Tensor]
+    basis: Tensor              # (m, n) Lanczos vectors as rows
     converged: bool
     steps: int
+
+
+class _Basis:
+    """Rows of orthonormal float64 vectors in a buffer that doubles when full (amortised
+    O(m n) copying instead of re-stacking the whole basis at every step)."""
+
+    def __init__(self, size: int, cap: int, device) -> None:
+        self.cap, self.n = cap, 0
+        self.buf = torch.empty(min(cap, 16), size, dtype=torch.float64, device=device)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.buf[i]
+
+    def append(self, v: Tensor) -> None:
+        if self.n == self.buf.shape[0]:
+            grown = torch.empty(min(2 * self.n, self.cap), self.buf.shape[1],
+                                dtype=self.buf.dtype, device=self.buf.device)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n] = v
+        self.n += 1
+
+    def project_out(self, w: Tensor) -> Tensor:
+        Q = self.buf[:self.n]
+        return w - Q.T @ (Q @ w) if self.n else w
+
+    def matrix(self, m: int) -> Tensor:
+        return self.buf[:m]
 
 
 def _wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
@@ -107,24 +139,23 @@ def lanczos(matvec: Callable[[Tensor], Tensor], size: int, k: int, which: str = 
     if k > size:
         raise ValueError(f"k={k} exceeds the operator size {size}")
     gen = as_generator(seed)
+    Q = _Basis(size, min(max_iter, size) + 1, device)
 
-    def fresh(basis: list[Tensor]) -> Tensor | None:
+    def fresh() -> Tensor | None:
         for _ in range(3):
             q = torch.randn(size, generator=gen, dtype=torch.float64).to(device)
             for _ in range(2):
-                if basis:
-                    Q = torch.stack(basis)
-                    q = q - Q.T @ (Q @ q)
+                q = Q.project_out(q)
             nq = torch.linalg.vector_norm(q)
             if nq > 1e-8:
                 return q / nq
         return None
 
     if v0 is None:
-        basis: list[Tensor] = [fresh([])]
+        Q.append(fresh())
     else:
         v0 = v0.to(device=device, dtype=torch.float64)
-        basis = [v0 / torch.linalg.vector_norm(v0)]
+        Q.append(v0 / torch.linalg.vector_norm(v0))
     alphas: list[float] = []
     betas: list[float] = []  # betas[j] couples basis[j] and basis[j+1]
     converged = False
@@ -132,17 +163,16 @@ def lanczos(matvec: Callable[[Tensor], Tensor], size: int, k: int, which: str = 
     theta = s = res = None
     restart = False
     for j in range(max_iter):
-        q = basis[j]
+        q = Q[j]
         w = matvec(q).to(torch.float64)
         steps += 1
         a = float(torch.dot(q, w))
         alphas.append(a)
         w = w - a * q
         if j > 0 and betas[j - 1] != 0.0:
-            w = w - betas[j - 1] * basis[j - 1]
-        Q = torch.stack(basis)
+            w = w - betas[j - 1] * Q[j - 1]
         for _ in range(2):  # full reorthogonalisation, twice is enough (Giraud et al. 2005)
-            w = w - Q.T @ (Q @ w)
+            w = Q.project_out(w)
         b = float(torch.linalg.vector_norm(w))
         d = np.asarray(alphas)
         e = np.asarray(betas)
@@ -153,7 +183,7 @@ def lanczos(matvec: Callable[[Tensor], Tensor], size: int, k: int, which: str = 
         scale = max(float(np.max(np.abs(theta))), np.finfo(float).tiny)
         res = b * np.abs(s[-1, :])
         idx = _wanted(theta, k, which)
-        if len(basis) == size:  # the whole space is spanned: T is similar to H
+        if len(Q) == size:  # the whole space is spanned: T is similar to H
             res = np.zeros_like(res)
             converged = True
             break
@@ -167,20 +197,19 @@ def lanczos(matvec: Callable[[Tensor], Tensor], size: int, k: int, which: str = 
             break
         restart = False
         if breakdown:  # invariant subspace found: continue from a fresh orthogonal direction
-            nxt = fresh(basis)
+            nxt = fresh()
             if nxt is None:
                 converged = True
                 break
             betas.append(0.0)
-            basis.append(nxt)
+            Q.append(nxt)
             restart = True
         else:
             betas.append(b)
-            basis.append(w / b)
-    # the last basis vector was never multiplied: drop it so basis matches T
-    basis = basis[:len(alphas)]
-    return _LanczosResult(theta=theta, residuals=res, s=s, basis=basis, converged=converged,
-                          steps=steps)
+            Q.append(w / b)
+    # the last basis vector was never multiplied: drop it so the basis matches T
+    return _LanczosResult(theta=theta, residuals=res, s=s, basis=Q.matrix(len(alphas)),
+                          converged=converged, steps=steps)
 
 
 def _run(model: nn.Module, data: Iterable, loss_fn: LossFn | None, k: int, which: str,
@@ -191,7 +220,7 @@ def _run(model: nn.Module, data: Iterable, loss_fn: LossFn | None, k: int, which
     idx = _wanted(r.theta, k, which)
     vectors = None
     if return_vectors:
-        Q = torch.stack(r.basis)  # (m, n)
+        Q = r.basis  # (m, n)
         S = torch.from_numpy(np.ascontiguousarray(r.s[:, idx])).to(Q.device)
         vectors = (Q.T @ S).cpu().numpy()
     return r, idx, vectors, op.n_hvp
@@ -221,7 +250,8 @@ def hessian_eigenvalues(model: nn.Module, data: Iterable, k: int = 5, which: str
         k: number of eigenvalues.
         which: ``"largest"`` or ``"smallest"``.
         loss_fn: ``loss_fn(outputs, targets)`` -> batch-mean loss; None = cross-entropy.
-        max_iter: budget of Hessian-vector products (= Lanczos steps).
+        max_iter: budget of Hessian-vector products (= Lanczos steps). The basis holds up to
+            ``max_iter`` float64 vectors: ``8 * max_iter * n_params`` bytes.
         tol: relative residual at which a Ritz pair counts as converged.
         seed: seed of the random starting vector.
         return_vectors: also return the unit eigenvectors (flat, ``flatten_params`` order).
@@ -267,6 +297,9 @@ def conditioning(model: nn.Module, data: Iterable, k: int = 5, loss_fn: LossFn |
     gives ``ratio`` only when ``lambda_min > 0`` and the run converged; a ratio of a top
     eigenvalue to a few-step power-iteration estimate of it (the anchors' kappa ~ 1.00) is never
     reported.
+
+    Cost: up to ``max_iter`` Hessian-vector products and ``8 * max_iter * n_params`` bytes for
+    the Lanczos basis; ``tol`` is the relative residual, as in :func:`hessian_eigenvalues`.
 
     Returns:
         dict with ``lambda_max``, ``lambda_min`` (extreme computed eigenvalues), ``n_negative``

@@ -1,0 +1,178 @@
+"""Sharpness: how much the loss can rise under a bounded weight perturbation.
+
+Four definitions, all on the sample-weighted mean loss ``L`` over all of ``data``, perturbing the
+trainable parameters (``requires_grad``) with the model in eval mode (BN running statistics):
+
+``"sam"`` (Foret et al. 2021, "Sharpness-Aware Minimization"):
+    ``max_{||e||_2 <= rho} L(w + e) - L(w)``, in loss units (nats). Solved by projected
+    normalised-gradient ascent from SAM's own first step ``e_0 = rho g / ||g||``:
+    ``e <- P_ball(e + step_size * rho * g(w+e) / ||g(w+e)||)`` for ``steps`` steps; the largest
+    loss seen is reported, so it is never below SAM's one-step value. On a quadratic at its
+    minimum the answer is ``rho^2 lambda_max / 2``.
+``"adaptive"`` (Kwon et al. 2021, "ASAM"):
+    ``max_{||e / t||_2 <= rho} L(w + e) - L(w)`` with ``t = |w| + eta`` elementwise; the same
+    ascent in the rescaled variable ``e / t``. Invariant to rescaling a layer's weights (up to
+    ``eta``), unlike ``"sam"``.
+``"random"``:
+    ``E_u[L(w + rho u)] - L(w)`` for ``u`` uniform on the unit sphere (a Gaussian draw
+    normalised to length rho), averaged over ``n_draws`` draws: the average-case counterpart,
+    ``rho^2 tr(H) / (2 n)`` to second order.
+``"keskar"`` (Keskar et al. 2017, "On Large-Batch Training ... Sharp Minima", metric 2.1 with
+    ``A = I_n``): ``100 * (max_{|e_i| <= rho (|w_i| + 1)} L(w + e) - L(w)) / (1 + L(w))``, a
+    percentage; maximised with L-BFGS-B (``steps`` iterations; they used 10) from the box corner
+    along the gradient's sign.
+
+Reparametrisation: only ``"adaptive"`` is invariant to the layer rescalings that leave a ReLU
+network's function unchanged (Dinh et al. 2017, "Sharp Minima Can Generalize For Deep Nets");
+``"sam"`` and ``"random"`` are not; ``"keskar"``'s box scales with ``|w| + 1``, only partly.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._common import (DataPasses, LossFn, as_generator, check_choice, check_int, check_model,
+                      check_positive, evaluate_metrics, flat, loss_and_grad, model_device,
+                      probe_state, resolve_loss_fn, set_params, trainable)
+
+__all__ = ["sharpness"]
+
+KINDS = ("sam", "adaptive", "random", "keskar")
+_DEFAULT_STEPS = {"sam": 20, "adaptive": 20, "keskar": 10}
+
+
+def _norm(ts: list[Tensor]) -> float:
+    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in ts)))
+
+
+def _ascent(model, params, w0, passes, loss_fn, rho, steps, step_size, scale, gen, g0):
+    """Projected normalised-gradient ascent in delta (e = scale * delta, ||delta|| <= rho)."""
+    def tdir(g):  # gradient w.r.t. delta
+        return [gi * si for gi, si in zip(g, scale)] if scale is not None else list(g)
+
+    def put(delta):
+        e = [d * s for d, s in zip(delta, scale)] if scale is not None else delta
+        set_params(params, [w + ei for w, ei in zip(w0, e)])
+
+    d = tdir(g0)
+    nd = _norm(d)
+    if nd == 0.0:  # exactly stationary: start from a random direction
+        d = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
+        nd = _norm(d)
+    delta = [di * (rho / nd) for di in d]
+    best = -np.inf
+    for _ in range(steps):
+        put(delta)
+        loss, g = loss_and_grad(model, params, passes, loss_fn)
+        best = max(best, loss)
+        d = tdir(g)
+        nd = _norm(d)
+        if nd == 0.0:
+            break
+        delta = [x + (step_size * rho / nd) * di for x, di in zip(delta, d)]
+        nx = _norm(delta)
+        if nx > rho:
+            delta = [x * (rho / nx) for x in delta]
+    put(delta)
+    best = max(best, evaluate_metrics(model, passes, loss_fn, ("loss",))[0])
+    return best
+
+
+def _keskar(model, params, w0, passes, loss_fn, rho, steps, gen, g0):
+    from scipy.optimize import Bounds, minimize
+
+    w_flat = flat(w0, torch.float64).cpu().numpy()
+    bound = rho * (np.abs(w_flat) + 1.0)
+    sizes = [p.numel() for p in params]
+    best = [-np.inf]
+
+    def f(y: np.ndarray):
+        yt = torch.from_numpy(y)
+        e = [c.reshape(p.shape).to(device=p.device, dtype=p.dtype)
+             for c, p in zip(torch.split(yt, sizes), params)]
+        set_params(params, [w + ei for w, ei in zip(w0, e)])
+        loss, g = loss_and_grad(model, params, passes, loss_fn)
+        best[0] = max(best[0], loss)
+        return -loss, -flat(g, torch.float64).cpu().numpy()
+
+    sign = np.sign(flat(g0, torch.float64).cpu().numpy())
+    zero = sign == 0
+    if zero.any():
+        rnd = torch.randint(0, 2, (int(zero.sum()),), generator=gen).numpy() * 2.0 - 1.0
+        sign[zero] = rnd
+    y0 = bound * sign
+    minimize(f, y0, jac=True, method="L-BFGS-B", bounds=Bounds(-bound, bound),
+             options={"maxiter": steps})
+    return best[0]
+
+
+def sharpness(model: nn.Module, data: Iterable, rho: float = 0.05, kind: str = "sam",
+              steps: int | None = None, seed: int = 0, *, loss_fn: LossFn | None = None,
+              step_size: float = 1.0, eta: float = 0.01, n_draws: int = 20) -> float:
+    """Sharpness of the loss at the model's weights (see the module docstring for formulas).
+
+    Measures the rise of the sample-weighted mean loss over all of ``data`` under a bounded
+    perturbation of the trainable parameters (``requires_grad``): worst case in an L2 ball
+    (``"sam"``, nats), in a weight-scaled ball (``"adaptive"``, nats), on average over the
+    sphere (``"random"``, nats), or worst case in Keskar's box as a percentage of ``1 + L``
+    (``"keskar"``). Model in eval mode (BN running statistics; BN statistics are not
+    re-estimated at perturbed weights); mode and weights restored exactly afterwards.
+
+    Args:
+        model: the network.
+        data: iterable of ``(inputs, targets)`` batches.
+        rho: radius (``"sam"``, ``"random"``), radius in rescaled units (``"adaptive"``; ASAM
+            uses 0.5-2), or Keskar's epsilon (they used 1e-3 and 5e-4).
+        kind: ``"sam"``, ``"adaptive"``, ``"random"`` or ``"keskar"``.
+        steps: ascent steps (``"sam"``/``"adaptive"``, default 20; each one gradient over
+            ``data``) or L-BFGS-B iterations (``"keskar"``, default 10); unused by ``"random"``.
+        seed: seed of the random start (only used at an exactly stationary point) and of the
+            ``"random"`` draws.
+        loss_fn: ``loss_fn(outputs, targets)`` -> batch-mean loss; None = cross-entropy.
+        step_size: ascent step in units of the radius (``"sam"``/``"adaptive"``).
+        eta: ASAM's offset in ``t = |w| + eta``.
+        n_draws: perturbations averaged by ``"random"``.
+
+    Returns:
+        the sharpness as a float (loss units, or percent for ``"keskar"``).
+
+    Raises:
+        ValueError: for an unknown ``kind``, ``rho <= 0``, ``steps < 1``, ``n_draws < 1``,
+            ``step_size <= 0``, ``eta < 0`` or malformed ``data``.
+
+    Example:
+        >>> sharpness(model, batches, rho=0.05, kind="sam", steps=20)
+    """
+    check_model(model)
+    check_choice("kind", kind, KINDS)
+    rho = check_positive("rho", rho)
+    steps = _DEFAULT_STEPS.get(kind, 1) if steps is None else check_int("steps", steps, 1)
+    step_size = check_positive("step_size", step_size)
+    eta = check_positive("eta", eta, allow_zero=True)
+    n_draws = check_int("n_draws", n_draws, 1)
+    gen = as_generator(seed)
+    loss_fn = resolve_loss_fn(loss_fn)
+    passes = DataPasses(data, model_device(model))
+    with probe_state(model):
+        _, params = trainable(model)
+        w0 = [p.detach().clone() for p in params]
+        if kind == "random":
+            base = evaluate_metrics(model, passes, loss_fn, ("loss",))[0]
+            total = 0.0
+            for _ in range(n_draws):
+                u = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+                     for p in params]
+                nu = _norm(u)
+                set_params(params, [w + (rho / nu) * ui for w, ui in zip(w0, u)])
+                total += evaluate_metrics(model, passes, loss_fn, ("loss",))[0]
+            return total / n_draws - base
+        base, g0 = loss_and_grad(model, params, passes, loss_fn)
+        if kind == "keskar":
+            worst = _keskar(model, params, w0, passes, loss_fn, rho, steps, gen, g0)
+            return 100.0 * (worst - base) / (1.0 + base)
+        scale = [w.abs() + eta for w in w0] if kind == "adaptive" else None
+        worst = _ascent(model, params, w0, passes, loss_fn, rho, steps, step_size, scale, gen, g0)
+        return worst - base
