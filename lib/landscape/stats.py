@@ -61,5 +61,6 @@ def fmt(s: Summary, digits: int = 3) -> str:
     if s.n == 0:
         return "n/a"
     if s.n < 3:
-        return " / ".join(_num(v, digits) for v in s.values) + f" (n={s.n})"
+        counts = all(float(v).is_integer() for v in s.values)
+        return " / ".join(str(int(v)) if counts else _num(v, digits) for v in s.values) + f" (n={s.n})"
     return f"{_num(s.mean, digits)} ± {_num(s.half_width, digits)} (n={s.n}, {int(s.level * 100)}% CI)"
