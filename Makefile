@@ -27,6 +27,7 @@ report: setup
 	@echo "site: $(abspath _build/html/index.html)"
 
 test: setup
+	bash scripts/ensure_chromium.sh
 	$(RUN) python -m pytest $(PYTEST_ARGS)
 
 clean:

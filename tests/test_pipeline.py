@@ -81,3 +81,61 @@ def test_second_run_with_nothing_changed_does_nothing(built):
     _, again = built
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _pages(html_root: Path) -> list[Path]:
+    skip = {"genindex.html", "search.html"}
+    return sorted(p for p in html_root.rglob("*.html") if p.name not in skip and "_static" not in p.parts
+                  and "_sources" not in p.parts)
+
+
+def test_pages_render_in_a_browser_with_math_images_and_links(built):
+    """Every page of the smoke site in headless Chromium: MathJax typesets every formula (no TeX
+    error, no raw TeX left in the text), every image loads, every internal link resolves."""
+    if CHROMIUM is None:
+        pytest.fail("Debian's chromium is needed for this test (make setup installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    dst, _ = built
+    root = dst / "_build" / "html"
+    pages = _pages(root)
+    assert len(pages) >= 10
+    problems = []
+    math_pages = 0
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        for html in pages:
+            page.goto(html.as_uri())
+            has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
+            if has_math:
+                math_pages += 1
+                page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30000)
+                page.evaluate("MathJax.startup.promise")
+                n_typeset = page.evaluate("document.querySelectorAll('mjx-container').length")
+                n_math = page.evaluate("document.querySelectorAll('.math').length")
+                if n_typeset < n_math:
+                    problems.append(f"{html.name}: {n_typeset} of {n_math} formulas typeset")
+                if page.evaluate("document.querySelectorAll('mjx-merror').length"):
+                    problems.append(f"{html.name}: MathJax error")
+            text = page.evaluate("""() => { const b = document.querySelector('article') || document.body;
+                const c = b.cloneNode(true); c.querySelectorAll('pre, code, mjx-container, script').forEach(e => e.remove());
+                return c.innerText; }""")
+            for raw in ("$$", "\\frac", "\\begin{", "\\mathbb", "{glue", "{prf:", "{cite}"):
+                if raw in text:
+                    problems.append(f"{html.name}: raw text {raw!r} left on the page")
+            broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+            problems += [f"{html.name}: image does not load: {src}" for src in broken]
+            for href in page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))"):
+                if href.startswith(("http:", "https:", "mailto:", "#", "javascript:")):
+                    continue
+                target = (html.parent / href.split("#")[0]).resolve()
+                if href.split("#")[0] and not target.exists():
+                    problems.append(f"{html.name}: broken link {href}")
+        browser.close()
+    assert math_pages >= 5
+    assert not problems, "\n".join(problems[:30])

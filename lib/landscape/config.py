@@ -6,6 +6,21 @@ numbers. A *profile* (``configs/profiles/<name>.yaml``: ``smoke``, ``quick``, ``
 budgets — epochs, subset sizes, grid sizes, iteration counts — never code paths; a study may refine
 a profile's budgets under ``budgets: {<profile>: {...}}``.
 
+A study may also (or instead) give a ``sweep:`` — a grid of dotted-key overrides on top of
+``defaults`` whose cartesian product becomes configurations with generated, path-safe names::
+
+    sweep:
+      name: "mlp-w{model.widths[0]}-lr{optimizer.lr}-b{batch_size}"   # optional template
+      label: "MLP-{model.widths[0]}, lr {optimizer.lr}, batch {batch_size}"   # optional
+      grid:
+        model.widths: [[32], [128], [512]]
+        optimizer.lr: [0.01, 0.05, 0.1]
+        batch_size: [32, 128]
+
+(``sweep:`` may also be a list of such blocks.) Each expanded configuration is validated like a
+written one, and ``Study.configs[name]["values"]`` records its own settings as dotted keys, so
+notebooks can group runs by hyper-parameter.
+
 Every validation failure raises :class:`ConfigError` with one line naming the file, the offending
 key, the bad value and what is allowed.
 """
@@ -13,6 +28,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -35,6 +52,7 @@ __all__ = [
     "RunSpec",
     "Study",
     "load_study",
+    "expand_sweep",
     "load_profile",
     "list_studies",
     "configs_root",
@@ -85,7 +103,8 @@ def _check_choice(where: str, key: str, value: Any, allowed: tuple[str, ...]) ->
 def _check_positive(where: str, key: str, value: Any, kind: type = float, allow_none=False) -> None:
     if value is None and allow_none:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and value > 0)
     if kind is int:
         ok = ok and isinstance(value, int)
     if not ok:
@@ -94,8 +113,9 @@ def _check_positive(where: str, key: str, value: Any, kind: type = float, allow_
 
 
 def _check_nonneg(where: str, key: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{where}{key} = {value!r} must be a number >= 0")
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or value < 0):
+        raise ConfigError(f"{where}{key} = {value!r} must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,9 @@ class Budget:
     lanczos_iters: int = 30            # Lanczos iteration budget
     top_k: int = 1                     # top eigenvalues reported
     sharpness_steps: int = 5           # projected-gradient-ascent steps for SAM sharpness
+    eos_subset: int = 2000             # edge of stability: full-batch GD on this many examples
+    eos_steps: int = 600               # ... for this many steps
+    eos_every: int = 20                # ... with lambda_max every this many steps
 
     def validate(self, where: str) -> None:
         for f in fields(self):
@@ -213,7 +236,7 @@ class Budget:
 
 
 MEASURES = ("curves", "slice", "surface", "hessian", "hessian_bottom", "trace", "density",
-            "sharpness", "interpolation", "gradients", "pca")
+            "sharpness", "interpolation", "gradients", "pca", "early")
 SHARPNESS_KINDS = ("sam", "adaptive", "random", "keskar")
 
 
@@ -266,7 +289,7 @@ class Study:
     profile: str
     source: str
     dataset: str
-    configs: dict[str, dict]      # config name -> {"label": ..., "description": ...}
+    configs: dict[str, dict]      # name -> {"label", "description", "values": {dotted key: value}}
     runs: tuple[RunSpec, ...]
     budget: Budget
     probes: ProbeSpec
@@ -308,9 +331,40 @@ def _build(cls, data: Any, where: str, prefix: str):
     return cls(**data)
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)
+    and reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``; a learning rate written the usual
+    way would otherwise arrive as the string '1e-3')."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:  # an unhashable key: let PyYAML report it
+                dup = False
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            if not isinstance(key, (list, dict)):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe loader
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        raise ConfigError(f"{path}: cannot be read ({reason})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -357,8 +411,174 @@ def _train_spec(raw: dict, where: str) -> TrainSpec:
     return spec
 
 
-STUDY_KEYS = ("name", "title", "source", "description", "defaults", "configs", "seeds", "probes",
-              "published", "budgets", "notes")
+# --------------------------------------------------------------------------- sweeps
+SWEEP_KEYS = ("name", "label", "description", "grid")
+_SCALAR_TRAIN_KEYS = ("dataset", "batch_size", "epochs", "train_subset", "test_subset", "augment",
+                      "trajectory_every")
+
+
+def _grid_keys() -> list[str]:
+    """Every dotted key a sweep grid may set (``seed`` is not one: seeds come from the study)."""
+    from .models import FAMILIES, _option_types
+
+    model_opts = sorted({"name"} | {k for cls in FAMILIES.values() for k in _option_types(cls)})
+    return (list(_SCALAR_TRAIN_KEYS) + ["model"] + [f"model.{k}" for k in model_opts]
+            + ["optimizer"] + [f"optimizer.{f.name}" for f in fields(OptimizerSpec)]
+            + ["schedule"] + [f"schedule.{f.name}" for f in fields(ScheduleSpec)])
+
+
+def _set_dotted(target: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    if isinstance(value, dict) and isinstance(target.get(leaf), dict):
+        target[leaf] = _deep_merge(target[leaf], value)
+    else:
+        target[leaf] = copy.deepcopy(value)
+
+
+def _flatten(overrides: dict) -> dict:
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}`` (one level: the spec's depth)."""
+    out: dict = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                out[f"{key}.{sub}"] = copy.deepcopy(v)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _with_defaults(defaults: dict, entry: dict) -> dict:
+    """``entry`` on top of ``defaults``; a different model family drops the default's options."""
+    defaults = dict(defaults)
+    if (isinstance(entry.get("model"), dict) and isinstance(defaults.get("model"), dict)
+            and entry["model"].get("name", defaults["model"].get("name")) != defaults["model"].get("name")):
+        defaults.pop("model")  # another family: its options do not carry over
+    return _deep_merge(defaults, entry)
+
+
+def _text(value: Any) -> str:
+    """Compact text of a swept value: 0.01, 32, [32, 64] -> 32x64, {name: sgd, lr: 0.1} -> sgd-0.1."""
+    if isinstance(value, (list, tuple)):
+        return "x".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return "-".join(_text(v) for v in value.values())
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+class _Field:
+    """A configuration value as seen by a ``str.format`` template: ``{optimizer.lr}``,
+    ``{model.widths[0]}``, ``{optimizer.lr:g}``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __getattr__(self, key: str) -> "_Field":
+        if isinstance(self.value, dict) and key in self.value:
+            return _Field(self.value[key])
+        raise AttributeError(key)
+
+    def __getitem__(self, key: Any) -> "_Field":
+        return _Field(self.value[key])
+
+    def __format__(self, spec: str) -> str:
+        if spec and not isinstance(self.value, (list, tuple, dict)):
+            return format(self.value, spec)
+        return _text(self.value)
+
+
+def _fill(template: Any, merged: dict, at: str, what: str) -> str:
+    if not isinstance(template, str):
+        raise ConfigError(f"{at}.{what} = {template!r} must be a string template such as "
+                          "'mlp-w{model.widths[0]}-lr{optimizer.lr}'")
+    try:
+        return template.format_map({k: _Field(v) for k, v in merged.items()})
+    except (KeyError, AttributeError) as err:
+        raise ConfigError(f"{at}.{what} = {template!r} refers to {err.args[0]!r} which this "
+                          "configuration does not set (use keys of defaults or the grid, e.g. "
+                          "{optimizer.lr})") from None
+    except (IndexError, TypeError, ValueError) as err:
+        raise ConfigError(f"{at}.{what} = {template!r} cannot be filled in ({err})") from None
+
+
+def _safe_name(text: str) -> str:
+    """Lower-case, '.' -> 'p' (0.01 -> 0p01), anything else outside [a-z0-9_-] -> '-'."""
+    text = text.lower().replace(".", "p")
+    text = re.sub(r"[^a-z0-9_-]+", "-", text)
+    return re.sub(r"-{2,}", "-", text).strip("-_")
+
+
+def expand_sweep(sweep: Any, defaults: dict, where: str = "") -> list[tuple[str, dict, dict]]:
+    """Expand a ``sweep:`` block (or a list of them) into ``(name, overrides, meta)`` triples.
+
+    Each block's ``grid`` maps dotted keys (``optimizer.lr``, ``model.widths``, ``batch_size``;
+    ``model``/``optimizer``/``schedule`` take whole mappings) to lists of values; their cartesian
+    product, in the grid's order with the last key varying fastest, gives one configuration per
+    combination. ``name`` and ``label`` are ``str.format`` templates over the merged configuration
+    (defaults plus the combination); names are made path-safe (``0.01`` -> ``0p01``). Without a
+    ``name`` template the name is ``<key><value>`` joined by ``-`` (``widths32-lr0p01``).
+
+    Raises:
+        ConfigError: a malformed block, an unknown grid key (named), an empty value list, a name
+            template that refers to an unset key or gives one name twice.
+    """
+    blocks = sweep if isinstance(sweep, list) else [sweep]
+    if not blocks:
+        raise ConfigError(f"{where}sweep must be a mapping {{grid: ..., name: ...}} or a non-empty list of them")
+    allowed = _grid_keys()
+    out: list[tuple[str, dict, dict]] = []
+    for b, block in enumerate(blocks):
+        at = f"{where}sweep" + (f"[{b}]" if isinstance(sweep, list) else "")
+        if not isinstance(block, dict):
+            raise ConfigError(f"{at} = {block!r} must be a mapping with a 'grid' "
+                              f"(allowed keys: {', '.join(SWEEP_KEYS)})")
+        for key in block:
+            if key not in SWEEP_KEYS:
+                raise ConfigError(f"{at}.{key} is not a known key (allowed: {', '.join(SWEEP_KEYS)})")
+        grid = block.get("grid")
+        if not isinstance(grid, dict) or not grid:
+            raise ConfigError(f"{at}.grid = {grid!r} must be a non-empty mapping of dotted keys "
+                              "to lists of values (e.g. optimizer.lr: [0.01, 0.1])")
+        for key, values in grid.items():
+            if key not in allowed:
+                raise ConfigError(f"{at}.grid.{key} is not a known key (allowed: {', '.join(allowed)})")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{at}.grid.{key} = {values!r} must be a non-empty list of values")
+        keys = list(grid)
+        seen: dict[str, dict] = {}
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            overrides: dict = {}
+            for key, value in zip(keys, combo):
+                _set_dotted(overrides, key, value)
+            merged = _with_defaults(defaults, overrides)
+            picked = dict(zip(keys, combo))
+            if "name" in block:
+                text = _fill(block["name"], merged, at, "name")
+            else:
+                text = "-".join(f"{k.split('.')[-1]}{_text(v)}" for k, v in picked.items())
+            cname = _safe_name(text)
+            if not NAME_RE.match(cname):
+                raise ConfigError(f"{at}.name gives {cname!r} for {picked}, which is not a valid name "
+                                  "(1-64 of a-z, 0-9, '-', '_'); use a shorter template")
+            if cname in seen:
+                raise ConfigError(f"{at}.name gives {cname!r} for both {seen[cname]} and {picked}; "
+                                  "put every grid key in the name template")
+            seen[cname] = picked
+            label = (_fill(block["label"], merged, at, "label") if "label" in block
+                     else ", ".join(f"{k.split('.')[-1]}={_text(v)}" for k, v in picked.items()))
+            meta = {"label": label, "description": str(block.get("description", "")),
+                    "values": _flatten(overrides)}
+            out.append((cname, overrides, meta))
+    return out
+
+
+STUDY_KEYS = ("name", "title", "source", "description", "defaults", "configs", "sweep", "seeds",
+              "probes", "published", "budgets", "notes")
 
 
 def load_study(name: str, profile: str = "quick", root: Path | None = None) -> Study:
@@ -380,9 +600,17 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
     if raw.get("name", name) != name:
         raise ConfigError(f"{where}name = {raw.get('name')!r} must equal the file name {name!r}")
 
-    budget_raw = _deep_merge(load_profile(profile, root), (raw.get("budgets") or {}).get(profile, {}))
+    for key in ("defaults", "budgets", "probes", "published"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise ConfigError(f"{where}{key} = {raw[key]!r} must be a mapping")
+    own_budget = (raw.get("budgets") or {}).get(profile) or {}
+    if not isinstance(own_budget, dict):
+        raise ConfigError(f"{where}budgets.{profile} = {own_budget!r} must be a mapping")
+    budget_raw = _deep_merge(load_profile(profile, root), own_budget)
     budget_where = f"{where}budgets.{profile} (with profiles/{profile}.yaml): "
-    train_over = budget_raw.pop("train", {})  # data-only overrides, e.g. dataset substitution
+    train_over = budget_raw.pop("train", None) or {}  # data-only overrides, e.g. dataset substitution
+    if not isinstance(train_over, dict):
+        raise ConfigError(f"{budget_where}train = {train_over!r} must be a mapping")
     budget = _build(Budget, budget_raw, budget_where, "budget")
     budget.validate(budget_where)
     probes_raw = dict(raw.get("probes") or {})
@@ -394,36 +622,45 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
     probes = _build(ProbeSpec, probes_raw, where, "probes")
     probes.validate(where)
 
-    configs = raw.get("configs")
-    if not isinstance(configs, list) or not configs:
-        raise ConfigError(f"{where}configs must be a non-empty list of {{name: ..., ...}} mappings")
+    configs, sweep = raw.get("configs"), raw.get("sweep")
+    if sweep is None and (not isinstance(configs, list) or not configs):
+        raise ConfigError(f"{where}configs must be a non-empty list of {{name: ..., ...}} mappings "
+                          "(or give a sweep: block)")
+    if configs is not None and not isinstance(configs, list):
+        raise ConfigError(f"{where}configs must be a list of {{name: ..., ...}} mappings")
     seeds = raw.get("seeds", 0)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 0:
         raise ConfigError(f"{where}seeds = {seeds!r} must be the first seed (an integer >= 0)")
+    defaults = dict(raw.get("defaults") or {})
 
-    runs: list[RunSpec] = []
-    meta: dict[str, dict] = {}
-    for i, entry in enumerate(configs):
+    entries: list[tuple[str, dict, dict, str, str]] = []  # name, overrides, meta, origin, kind
+    for i, entry in enumerate(configs or []):
         if not isinstance(entry, dict) or "name" not in entry:
             raise ConfigError(f"{where}configs[{i}] must be a mapping with a 'name'")
         entry = dict(entry)
         cname = check_name(entry.pop("name"), f"configs[{i}].name", where)
-        if cname in meta:
-            raise ConfigError(f"{where}configs[{i}].name = {cname!r} is used twice")
-        meta[cname] = {"label": entry.pop("label", cname), "description": entry.pop("description", "")}
-        defaults = dict(raw.get("defaults") or {})
-        if (isinstance(entry.get("model"), dict) and isinstance(defaults.get("model"), dict)
-                and entry["model"].get("name", defaults["model"].get("name")) != defaults["model"].get("name")):
-            defaults.pop("model")  # another family: its options do not carry over
-        merged = _deep_merge(defaults, entry)
-        _train_spec({**merged, "seed": seeds}, f"{where}configs[{cname}]: ")  # as written, before budgets
+        meta = {"label": entry.pop("label", cname), "description": entry.pop("description", "")}
+        entries.append((cname, entry, {**meta, "values": _flatten(entry)}, f"configs[{i}]", "configs"))
+    if sweep is not None:
+        for cname, overrides, meta in expand_sweep(sweep, defaults, where):
+            entries.append((cname, overrides, meta, "sweep", "sweep"))
+
+    runs: list[RunSpec] = []
+    meta_of: dict[str, dict] = {}
+    for cname, entry, meta, origin, kind in entries:
+        if cname in meta_of:
+            raise ConfigError(f"{where}{origin}.name = {cname!r} is used twice")
+        meta_of[cname] = meta
+        merged = _with_defaults(defaults, entry)
+        at = f"{where}{kind}[{cname}]: "
+        _train_spec({**merged, "seed": seeds}, at)  # as written, before budgets
         merged = _deep_merge(merged, train_over)
         for key, value in (("epochs", budget.epochs), ("train_subset", budget.train_subset),
                            ("test_subset", budget.test_subset)):
             if value is not None:
                 merged[key] = value
         for s in range(seeds, seeds + budget.seeds):
-            spec = _train_spec({**merged, "seed": s}, f"{where}configs[{cname}]: ")
+            spec = _train_spec({**merged, "seed": s}, at)
             runs.append(RunSpec(study=name, config=cname, seed=s, train=spec))
 
     return Study(
@@ -432,7 +669,7 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
         profile=profile,
         source=str(raw.get("source", "")),
         dataset=runs[0].train.dataset,
-        configs=meta,
+        configs=meta_of,
         runs=tuple(runs),
         budget=budget,
         probes=probes,

@@ -92,7 +92,7 @@ class Plain:
 
 
 _PARAM_TYPES = {"study": (str,), "config": (str,), "profile": (str,), "data_root": (str, type(None)),
-                "out_dir": (str,)}
+                "out_dir": (str,), "runs_dir": (str,)}
 
 
 def check_parameters(**params: Any) -> None:
