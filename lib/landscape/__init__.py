@@ -12,10 +12,11 @@ from .config import ConfigError, Study, RunSpec, load_study, list_studies  # noq
 from .data import DataNotFound, Batches, load as load_data, subset  # noqa: E402
 from .models import build_model, count_params  # noqa: E402
 from .train import train_run, load_trained, Trained  # noqa: E402
+from .resumable import loss_surface_resumable  # noqa: E402
 
 from .probes import *  # noqa: E402,F401,F403
 from .probes import __all__ as _probe_names  # noqa: E402
 
 __all__ = ["ConfigError", "Study", "RunSpec", "load_study", "list_studies", "DataNotFound",
            "Batches", "load_data", "subset", "build_model", "count_params", "train_run",
-           "load_trained", "Trained", *_probe_names]
+           "load_trained", "Trained", "loss_surface_resumable", *_probe_names]

@@ -1,7 +1,8 @@
 """Command line: ``python -m landscape {list,check,train,runs}``.
 
-Every expected failure (bad configuration, unknown name, missing data) ends with one line on
-stderr and exit status 2; nothing is written before the inputs are validated.
+Every expected failure (bad configuration or arguments, unknown name, missing or unreadable data,
+an artefacts folder that cannot be written) ends with one line on stderr, ``error: ...``, and exit
+status 2; nothing is written before the inputs are validated.
 """
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ from .config import ConfigError, list_studies, load_study
 from .data import DataNotFound
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m landscape", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m landscape", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the studies")
     for name, help_ in (("check", "validate a study under a profile"),
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                       else f"test_acc {last['test_acc']:.4f}")
             print(f"{r.study}/{r.config}/seed{r.seed} [{r.key}]: {status}")
         return 0
-    except (ConfigError, DataNotFound, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, DataNotFound, ValueError, OSError) as err:
+        text = " ".join(str(err).split()) or type(err).__name__  # always one line
+        print(f"error: {text}", file=sys.stderr)
         return 2

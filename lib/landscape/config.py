@@ -361,7 +361,7 @@ _Loader.add_implicit_resolver(
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe loader
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
         raise ConfigError(f"{path}: cannot be read ({reason})") from None
@@ -478,12 +478,12 @@ class _Field:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __getattr__(self, key: str) -> "_Field":
+    def __getattr__(self, key: str) -> _Field:
         if isinstance(self.value, dict) and key in self.value:
             return _Field(self.value[key])
         raise AttributeError(key)
 
-    def __getitem__(self, key: Any) -> "_Field":
+    def __getitem__(self, key: Any) -> _Field:
         return _Field(self.value[key])
 
     def __format__(self, spec: str) -> str:

@@ -5,7 +5,9 @@ batches are slices of it (no per-sample PIL transforms in the hot loop; augmenta
 is done on whole batches). The data root is, in order: the ``root`` argument, the environment
 variable ``LANDSCAPE_DATA``, ``./data``. Missing files are downloaded when a network exists (set
 ``LANDSCAPE_OFFLINE=1`` to never try); otherwise :class:`DataNotFound` says which dataset, which
-folder was searched and how to fix it.
+folder was searched and how to fix it. A data root that is not a readable folder, or dataset files
+that are there but cannot be parsed (truncated, corrupt), raise :class:`DataUnreadable` (a kind of
+:class:`DataNotFound`) — one line, never a traceback, and nothing is downloaded over them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["DataNotFound", "Data", "Batches", "load", "subset", "data_root", "DATASET_INFO"]
+__all__ = ["DataNotFound", "DataUnreadable", "Data", "Batches", "load", "subset", "data_root", "DATASET_INFO"]
 
 # name -> (torchvision class, folder torchvision uses, per-channel mean, std, display name)
 DATASET_INFO = {
@@ -33,6 +35,24 @@ DATASET_INFO = {
 
 class DataNotFound(FileNotFoundError):
     """The dataset's files are not under the data root and could not be downloaded."""
+
+
+class DataUnreadable(DataNotFound):
+    """The data root is not a readable folder, or the dataset's files there cannot be parsed."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check_root(root: Path, display: str) -> None:
+    if root.exists() and not root.is_dir():
+        raise DataUnreadable(f"{display}: data root {root} is not a folder: point LANDSCAPE_DATA / "
+                             "--data-root at the folder that holds the datasets")
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise DataUnreadable(f"{display}: data root {root} cannot be read (permission denied): "
+                             "fix its permissions or point LANDSCAPE_DATA / --data-root elsewhere")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -65,11 +85,15 @@ def _torchvision_set(name: str, root: Path, train: bool):
 
     cls_name, folder, *_ = DATASET_INFO[name]
     cls = getattr(datasets, cls_name)
+    display = DATASET_INFO[name][4]
+    _check_root(root, display)
     try:
         return cls(root=str(root), train=train, download=False)
-    except RuntimeError:
-        pass
-    display = DATASET_INFO[name][4]
+    except Exception as err:  # noqa: BLE001 - torchvision raises several types on bad files
+        if not (isinstance(err, RuntimeError) and "download=True" in str(err)):  # present but bad
+            raise DataUnreadable(
+                f"{display} files under {root / folder} cannot be read ({_first_line(err)}): delete "
+                "them to download again, or point LANDSCAPE_DATA / --data-root at a good copy") from None
     hint = (f"put the torchvision files under {root / folder} (or point LANDSCAPE_DATA / --data-root "
             "at a folder that has them), or run once with a network to download them")
     if os.environ.get("LANDSCAPE_OFFLINE"):
