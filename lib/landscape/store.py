@@ -67,13 +67,24 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON artefact written by :func:`write_json`; raise :class:`CorruptArtefact` if bad."""
+    """Read a JSON artefact written by :func:`write_json`.
+
+    Raises:
+        FileNotFoundError: the artefact does not exist.
+        CorruptArtefact: it exists but is unreadable, truncated or edited.
+    """
     path = Path(path)
     try:
-        wrapped = json.loads(path.read_text())
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise CorruptArtefact(f"{path}: unreadable artefact ({err})") from err
+    try:
+        wrapped = json.loads(text)
         data = wrapped["data"]
         ok = hashlib.sha256(_canonical(data).encode()).hexdigest() == wrapped["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise CorruptArtefact(f"{path}: unreadable artefact ({err})") from err
     if not ok:
         raise CorruptArtefact(f"{path}: checksum mismatch")

@@ -142,9 +142,11 @@ def load_trained(run: RunSpec) -> Trained:
 
 
 def _is_done(run: RunSpec) -> bool:
+    """A run is done when all its files read back intact; a truncated one is trained again."""
     try:
         read_json(run.dir / "metrics.json")
-        load_torch(run.dir / "model.pt")
+        for name in ("model.pt", "init.pt", "trajectory.pt"):
+            load_torch(run.dir / name)
         return True
     except (FileNotFoundError, CorruptArtefact):
         return False
