@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,3 +34,27 @@ def artefacts(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "artefacts"
     monkeypatch.setenv("LANDSCAPE_ARTEFACTS", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny ops: one thread is faster, and much faster when the host's 2 cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def copy_repo(dst: Path) -> Path:
+    """Copy the repository's tracked and new (not ignored) files to ``dst``, symlinks kept."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\n")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_symlink():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dst / f)
+        elif src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    return dst

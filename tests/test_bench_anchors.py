@@ -24,13 +24,7 @@ from loss_landscapes.model_interface.model_parameters import orthogonal_to, rand
 from loss_landscapes.model_interface.model_wrapper import wrap_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is faster, and much faster when the host's 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def he_operator(model, data, **kw):

@@ -10,12 +10,12 @@ must change nothing: the probes and the training metrics are compared exactly.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_repo
 import yaml
 
 from landscape.store import read_json
@@ -55,18 +55,9 @@ budgets:
 CONFIGS = ("narrow", "wide")
 
 
-def copy_repo(dst: Path) -> Path:
-    """The repository's tracked and new (not ignored) files, as tests/test_pipeline.py copies them."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_symlink():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.readlink(src), dst / f)
-        elif src.is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / f)
+def copy_with_toy(dst: Path) -> Path:
+    """A copy of the repository (conftest.copy_repo) with the toy study added."""
+    copy_repo(dst)
     (dst / "configs" / "studies" / "toy.yaml").write_text(TOY)
     return dst
 
@@ -97,7 +88,7 @@ def training_metrics(dst: Path) -> dict[str, dict]:
 def test_two_cores_give_exactly_the_numbers_of_one_core(tmp_path, data_root):
     results = {}
     for cores in (2, 1):
-        dst = copy_repo(tmp_path / f"cores{cores}")
+        dst = copy_with_toy(tmp_path / f"cores{cores}")
         done = run_workflow(dst, cores, data_root)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
         probes = {}
@@ -149,7 +140,7 @@ def test_slurm_profile_has_the_executor_plugin_keys_and_names_only_existing_rule
 def test_snakemake_accepts_the_slurm_profile(tmp_path, data_root):
     """A dry run with the profile (its executor swapped for ``dryrun``, the plugin being absent
     here): Snakemake parses it and gives the train jobs the profile's threads and resources."""
-    dst = copy_repo(tmp_path / "repo")
+    dst = copy_with_toy(tmp_path / "repo")
     env = dict(os.environ, PYTHONPATH=str(dst / "lib"), LANDSCAPE_DATA=str(data_root),
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     for var in ("LANDSCAPE_ARTEFACTS", "LANDSCAPE_CONFIGS"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_repo
 from landscape.stats import fmt, summarize
 from landscape.store import read_json
 
@@ -20,17 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, data_root):
     """Copy the repository's files (tracked and new, not ignored) and run the whole pipeline."""
-    dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_symlink():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.readlink(src), dst / f)
-        elif src.is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / f)
+    dst = copy_repo(tmp_path_factory.mktemp("repo"))
     env = dict(os.environ, PYTHONPATH=str(dst / "lib"), LANDSCAPE_DATA=str(data_root),
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     env.pop("LANDSCAPE_ARTEFACTS", None)

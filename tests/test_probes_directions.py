@@ -9,13 +9,7 @@ from landscape.probes import (flatten_params, orthogonalize, pca_directions, ran
 from landscape.probes._testing import tiny_mlp
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is faster, and much faster when the host's 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_convnet() -> nn.Module:

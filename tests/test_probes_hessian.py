@@ -10,13 +10,7 @@ from landscape.probes._testing import (Quadratic, classification_data, dense_hes
                                        quadratic_loss, spd_matrix, tiny_mlp)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is faster, and much faster when the host's 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

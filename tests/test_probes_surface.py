@@ -8,13 +8,7 @@ from landscape.probes import evaluate_loss, flatten_params, loss_surface, random
 from landscape.probes._testing import Quadratic, classification_data, quadratic_loss, spd_matrix, tiny_mlp
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is faster, and much faster when the host's 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DUMMY = [(torch.zeros(3, 1), torch.zeros(3)), (torch.zeros(2, 1), torch.zeros(2))]
