@@ -18,13 +18,18 @@ from scipy import stats
 __all__ = ["kendall_tau", "granulated_tau", "loo_prediction"]
 
 
+def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` as float arrays, without the pairs where either value is not finite."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
                 level: float = 0.95) -> dict:
     """Kendall τ-b of ``x`` and ``y`` (pairs with a non-finite value dropped) with a percentile
     bootstrap interval over the pairs; ``n`` is the number of pairs used."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(x, y)
     n = len(x)
     if n < 3:
         return {"tau": float("nan"), "low": float("nan"), "high": float("nan"), "n": n}
@@ -66,9 +71,7 @@ def granulated_tau(df: pd.DataFrame, measure: str, target: str, axes: Sequence[s
 def loo_prediction(x: Sequence[float], y: Sequence[float]) -> dict:
     """Leave-one-out linear prediction of ``y`` from ``x``: mean absolute error of the fit against
     that of predicting the training mean (the baseline). ``skill`` = 1 − mae/mae_baseline."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(x, y)
     n = len(x)
     if n < 4:
         return {"mae": float("nan"), "mae_baseline": float("nan"), "skill": float("nan"), "n": n}

@@ -24,6 +24,16 @@ def color_for(name: str) -> str:
     return PALETTE[int(hashlib.md5(name.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
+def _finish(fig, ax, title: str = ""):
+    """The common last touches: title, light grid, small legend, tight layout."""
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def band(ax, x: Sequence[float], ys: np.ndarray, name: str, label: str | None = None, marker=None) -> None:
     """Mean over seeds (rows of ``ys``) with a min–max band; one thin line per seed."""
     ys = np.atleast_2d(np.asarray(ys, dtype=float))
@@ -46,12 +56,7 @@ def bands(series: Mapping[str, tuple[Sequence[float], np.ndarray, str]], xlabel:
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def surface(xs, ys, z, title: str = "", zlabel: str = "training loss (nats)", path=None):
@@ -90,9 +95,4 @@ def density(series: Mapping[str, tuple[np.ndarray, np.ndarray, str]], title: str
     ax.set_xlabel("Hessian eigenvalue (nats per squared parameter unit)")
     ax.set_ylabel("density (log scale)")
     ax.set_ylim(bottom=1e-8)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
