@@ -33,6 +33,23 @@ def test_hvp_matches_dense_hessian_with_sample_weighted_batches(problem):
     assert op.n_hvp == 1 and op2.n_hvp == 2
 
 
+def test_automatic_graph_reuse_keeps_graphs_only_for_small_data(problem, monkeypatch):
+    import landscape.probes.hvp as hvp
+    model, data, H, _ = problem
+    v = torch.randn(83, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    small = HessianOperator(model, data)  # 200 samples <= 1024: graphs kept after the first pass
+    small.matvec(v)
+    assert small.reuse_graph and small._graphs is not None and len(small._graphs) == 3
+    monkeypatch.setattr(hvp, "REUSE_GRAPH_MAX_SAMPLES", 100)  # now 200 samples are "too many"
+    big = HessianOperator(model, data)
+    for _ in range(2):  # rebuilt each time, same exact products
+        np.testing.assert_allclose(big.matvec(v).numpy(), H @ v.numpy(), rtol=0, atol=1e-13)
+    assert not big.reuse_graph and big._graphs is None
+    forced = HessianOperator(model, data, reuse_graph=True)  # an explicit choice is obeyed
+    forced.matvec(v)
+    assert forced._graphs is not None
+
+
 @pytest.mark.parametrize("which", ["largest", "smallest"])
 def test_lanczos_matches_dense_top5_and_bottom5(problem, which):
     model, data, _, ev = problem

@@ -96,3 +96,42 @@ def test_flatten_params_is_the_coordinate_system_of_flat_directions():
     assert flatten_params(model).shape == flat.shape
     a = np.array([0.3])
     assert loss_surface(model, data, [flat], a)[0] == loss_surface(model, data, [d], a)[0]
+
+
+def _tiny_cnn(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).double()
+
+
+@pytest.mark.parametrize("start_channels_last", [False, True])
+def test_conv_surface_runs_channels_last_and_restores_each_tensors_memory_format(start_channels_last):
+    from landscape.probes._common import DataPasses, channels_last
+    model = _tiny_cnn(0)
+    if start_channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(20, 2, 8, 8, generator=g, dtype=torch.float64), torch.arange(20) % 3)]
+    strides = [t.stride() for t in list(model.parameters()) + list(model.buffers())]
+    xs = np.linspace(-0.5, 0.5, 5)
+    d = random_direction(model, seed=1)
+    z = loss_surface(model, data, [d], xs)
+    assert [t.stride() for t in list(model.parameters()) + list(model.buffers())] == strides
+    # the same values as a plain NCHW evaluation, point by point
+    w = [p.detach().clone() for p in model.parameters()]
+    ref = []
+    with torch.no_grad():
+        for a in xs:
+            for p, p0, dp in zip(model.parameters(), w, d):
+                p.copy_(p0 + a * dp)
+            ref.append(F.cross_entropy(model.eval()(data[0][0].contiguous()), data[0][1]).item())
+            for p, p0 in zip(model.parameters(), w):
+                p.copy_(p0)
+    np.testing.assert_allclose(z, ref, rtol=1e-12)
+    assert z[2] == evaluate_loss(model, data)  # the centre is the model's own loss, bit for bit
+    # inside the context the 4-D weights and inputs are channels-last
+    with channels_last(model, DataPasses(data, torch.device("cpu"))) as passes:
+        conv = model[0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        x, _, _ = next(iter(passes))
+        assert x.is_contiguous(memory_format=torch.channels_last)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ._common import (BN_TYPES, DataPasses, LossFn, as_generator, check_choice, check_int,
-                      check_model, check_positive, evaluate_metrics, has_batchnorm,
+                      channels_last, check_model, check_positive, evaluate_metrics, has_batchnorm,
                       model_device, parse_metric, probe_state, progress_callback, recompute_bn,
                       resolve_loss_fn)
 
@@ -80,22 +80,23 @@ def _evaluate_path(vessel: nn.Module, point: PointFn, data: Iterable, ts: np.nda
     step, close = progress_callback(progress, len(ts), "path")
     params = list(vessel.parameters())
     buffers = list(vessel.buffers())
-    try:
-        for i, t in enumerate(ts):
-            pv, bv = point(float(t))
-            with torch.no_grad():
-                for p, v in zip(params, pv):
-                    p.copy_(v)
-                if bv is not None:
-                    for b, v in zip(buffers, bv):
-                        b.copy_(v)
-            if use_bn and bn == "recompute":
-                recompute_bn(vessel, bn_passes)
-            vessel.eval()
-            out[:, i] = evaluate_metrics(vessel, passes, loss_fn, names)
-            step(i)
-    finally:
-        close()
+    with channels_last(vessel, passes) as passes:
+        try:
+            for i, t in enumerate(ts):
+                pv, bv = point(float(t))
+                with torch.no_grad():
+                    for p, v in zip(params, pv):
+                        p.copy_(v)
+                    if bv is not None:
+                        for b, v in zip(buffers, bv):
+                            b.copy_(v)
+                if use_bn and bn == "recompute":
+                    recompute_bn(vessel, bn_passes)
+                vessel.eval()
+                out[:, i] = evaluate_metrics(vessel, passes, loss_fn, names)
+                step(i)
+        finally:
+            close()
     return out[0] if single else out
 
 

@@ -55,7 +55,7 @@ class Estimate:
 
 def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = None,
                   n_probes: int = 60, method: str = "hutchpp", seed: int = 0, *,
-                  reuse_graph: bool = False) -> Estimate:
+                  reuse_graph: bool | None = None) -> Estimate:
     """Trace of the loss Hessian, with a standard error.
 
     Measures ``tr(H)``, the sum of all eigenvalues of the Hessian of the sample-weighted mean loss
@@ -77,7 +77,8 @@ def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
             least 6; Hutchinson uses all of them and needs at least 2.
         method: ``"hutchpp"`` or ``"hutchinson"``.
         seed: seed of the random probes.
-        reuse_graph: keep first-order graphs between products (faster, more memory).
+        reuse_graph: keep first-order graphs between products (faster, more memory);
+            None: automatic, as in :class:`HessianOperator`.
 
     Returns:
         :class:`Estimate` with ``value``, ``stderr``, ``n_hvp``.

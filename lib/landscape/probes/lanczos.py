@@ -213,7 +213,7 @@ def lanczos(matvec: Callable[[Tensor], Tensor], size: int, k: int, which: str = 
 
 
 def _run(model: nn.Module, data: Iterable, loss_fn: LossFn | None, k: int, which: str,
-         max_iter: int, tol: float, seed: int, reuse_graph: bool, return_vectors: bool):
+         max_iter: int, tol: float, seed: int, reuse_graph: bool | None, return_vectors: bool):
     op = HessianOperator(model, data, loss_fn, reuse_graph=reuse_graph)
     r = lanczos(op.matvec, op.size, k, which, max_iter=max_iter, tol=tol, seed=seed,
                 device=op.device)
@@ -229,7 +229,7 @@ def _run(model: nn.Module, data: Iterable, loss_fn: LossFn | None, k: int, which
 def hessian_eigenvalues(model: nn.Module, data: Iterable, k: int = 5, which: str = "largest",
                         loss_fn: LossFn | None = None, max_iter: int = 100, tol: float = 1e-6, *,
                         seed: int = 0, return_vectors: bool = False,
-                        reuse_graph: bool = False) -> Spectrum:
+                        reuse_graph: bool | None = None) -> Spectrum:
     """The ``k`` largest or smallest eigenvalues of the loss Hessian, by Lanczos.
 
     Measures the extreme eigenvalues (algebraic order: ``"smallest"`` are the most negative) of
@@ -255,7 +255,8 @@ def hessian_eigenvalues(model: nn.Module, data: Iterable, k: int = 5, which: str
         tol: relative residual at which a Ritz pair counts as converged.
         seed: seed of the random starting vector.
         return_vectors: also return the unit eigenvectors (flat, ``flatten_params`` order).
-        reuse_graph: keep first-order graphs between products (faster, more memory).
+        reuse_graph: keep first-order graphs between products (faster, more memory);
+            None: automatic, as in :class:`HessianOperator`.
 
     Returns:
         :class:`Spectrum` with ascending ``values``, ``converged``, ``n_hvp``, ``residuals``.
@@ -283,7 +284,7 @@ def hessian_eigenvalues(model: nn.Module, data: Iterable, k: int = 5, which: str
 
 def conditioning(model: nn.Module, data: Iterable, k: int = 5, loss_fn: LossFn | None = None,
                  max_iter: int = 200, tol: float = 1e-6, *, seed: int = 0,
-                 reuse_graph: bool = False) -> dict:
+                 reuse_graph: bool | None = None) -> dict:
     """A conditioning summary of the loss Hessian from converged extreme eigenvalues.
 
     One Lanczos run converges the ``k`` largest and ``k`` smallest eigenvalues of the Hessian of

@@ -70,7 +70,7 @@ def broaden(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: flo
 def hessian_density(model: nn.Module, data: Iterable, loss_fn: LossFn | None = None,
                     n_probes: int = 5, n_iter: int = 50, grid: int | np.ndarray = 512,
                     sigma: float | None = None, seed: int = 0, *,
-                    reuse_graph: bool = False) -> Density:
+                    reuse_graph: bool | None = None) -> Density:
     """Eigenvalue density of the loss Hessian by stochastic Lanczos quadrature.
 
     Measures the density of eigenvalues (fraction of eigenvalues per unit eigenvalue) of the
@@ -93,7 +93,8 @@ def hessian_density(model: nn.Module, data: Iterable, loss_fn: LossFn | None = N
         grid: number of evenly spaced points spanning the nodes +- 5 sigma, or the points.
         sigma: broadening width; None = 1/200 of the nodes' range.
         seed: seed of the probes.
-        reuse_graph: keep first-order graphs between products (faster, more memory).
+        reuse_graph: keep first-order graphs between products (faster, more memory);
+            None: automatic, as in :class:`HessianOperator`.
 
     Returns:
         :class:`Density` with ``grid``, ``density``, raw ``nodes``/``weights``, ``n_hvp``.

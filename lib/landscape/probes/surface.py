@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._common import (DataPasses, LossFn, check_model, evaluate_metrics, model_device,
-                      parse_metric, probe_state, progress_callback, resolve_loss_fn, trainable)
+from ._common import (DataPasses, LossFn, channels_last, check_model, evaluate_metrics,
+                      model_device, parse_metric, probe_state, progress_callback,
+                      resolve_loss_fn, trainable)
 
 __all__ = ["loss_surface", "evaluate_loss", "as_directions"]
 
@@ -139,7 +140,7 @@ def loss_surface(model: nn.Module, data: Iterable, directions: Any, coords: Any,
     out = np.empty((len(names),) + shape)
     total = int(np.prod(shape))
     step, close = progress_callback(progress, total, "loss surface")
-    with probe_state(model):
+    with probe_state(model), channels_last(model, passes) as passes:
         _, params = trainable(model)
         w0 = [p.detach().clone() for p in params]
         try:
@@ -174,6 +175,6 @@ def evaluate_loss(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
     check_model(model)
     names, single = parse_metric(metric)
     loss_fn = resolve_loss_fn(loss_fn)
-    with probe_state(model):
-        vals = evaluate_metrics(model, DataPasses(data, model_device(model)), loss_fn, names)
+    with probe_state(model), channels_last(model, DataPasses(data, model_device(model))) as passes:
+        vals = evaluate_metrics(model, passes, loss_fn, names)
     return vals[0] if single else np.asarray(vals)
