@@ -118,6 +118,6 @@ def test_shipped_studies_validate_under_every_profile():
     from landscape.config import list_profiles, list_studies
 
     assert "fmnist-batchnorm" in list_studies()
-    for study in list_studies():
-        for profile in list_profiles():
+    for profile in list_profiles():
+        for study in list_studies(profile=profile):
             assert load_study(study, profile).runs

@@ -61,6 +61,39 @@ def test_every_figure_on_the_results_page_exists(built):
         assert (page.parent / src).resolve().is_file(), src
 
 
+PROVENANCE_FIELDS = ("keys", "git_commit", "landscape", "torch", "eval_subset", "hessian_subset", "bn_mode")
+
+
+def test_every_executed_notebook_and_figure_carries_its_provenance(built):
+    import json
+
+    import nbformat
+    from PIL import Image
+
+    dst, _ = built
+    runs = dst / "book" / "runs"
+    notebooks = sorted(runs.rglob("*.ipynb"))
+    assert len(notebooks) >= 30  # 26 configurations, 5 summaries, 3 questions, the run list
+    for nb_path in notebooks:
+        prov = nbformat.read(str(nb_path), 4).metadata.get("landscape", {}).get("provenance")
+        assert prov and all(f in prov for f in PROVENANCE_FIELDS), nb_path
+        assert prov["keys"] and prov["profile"] == "smoke" and prov["bn_mode"] == "eval", nb_path
+    q2 = nbformat.read(str(runs / "fmnist-batchnorm" / "bn" / "q2.ipynb"), 4).metadata["landscape"]["provenance"]
+    assert q2["keys"] == [r["key"] for r in map(json.loads, subprocess.run(
+        [sys.executable, "-m", "landscape", "runs", "--study", "fmnist-batchnorm", "--profile", "smoke"],
+        cwd=dst, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(dst / "lib"))
+    ).stdout.splitlines()) if r["config"] == "bn"]
+    figures = sorted(runs.rglob("*.png"))
+    assert len(figures) >= 20
+    for png in figures:
+        prov = json.loads(Image.open(png).text["landscape:provenance"])
+        assert all(f in prov for f in PROVENANCE_FIELDS), png
+    # and the caption line on the pages: run hashes and commit beside the numbers
+    for page in ("questions/q3-measures.html", "results/fmnist-batchnorm.html"):
+        html = (dst / "_build" / "html" / page).read_text()
+        assert re.search(r"runs [0-9a-f]{12}, [0-9a-f]{12}.* · commit \w+ · landscape ", html), page
+
+
 def test_mathjax_is_served_by_the_site(built):
     dst, _ = built
     html = (dst / "_build" / "html" / "intro.html").read_text()  # index.html redirects here

@@ -165,6 +165,34 @@ sweep:
 def test_shipped_studies_record_values_for_every_configuration():
     from landscape.config import list_studies
 
-    for study in list_studies():
-        s = load_study(study, "smoke")
-        assert all(set(m) >= {"label", "description", "values"} for m in s.configs.values())
+    for profile in ("smoke", "paper"):
+        for study in list_studies(profile=profile):
+            s = load_study(study, profile)
+            assert all(set(m) >= {"label", "description", "values"} for m in s.configs.values())
+
+
+def test_q3_population_is_a_sweep_file_of_over_a_hundred_configurations_in_paper_only(data_root):
+    import os
+    import subprocess
+    import sys
+
+    from landscape.config import list_studies
+
+    s = load_study("q3-population", "paper")
+    assert len(s.configs) >= 100 and len(s.runs) == 3 * len(s.configs) >= 300
+    assert {"model.widths", "optimizer.lr", "batch_size", "optimizer.weight_decay"} <= set(
+        next(iter(s.configs.values()))["values"])  # the varied hyper-parameters, for granulated tau
+    assert "q3-population" in list_studies(profile="paper")
+    assert "q3-population" not in list_studies(profile="quick") + list_studies(profile="smoke")
+    with pytest.raises(ConfigError, match="runs only under the profile"):
+        load_study("q3-population", "quick")
+    # the workflow plans one training job per model without any code change (dry run)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", "workflow/Snakefile", "--dry-run",
+                          "--quiet", "rules", "--config", "profile=paper", "studies=[q3-population]",
+                          f"data_root={data_root}"], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = dict(line.split()[:2] for line in out.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert int(counts["train"]) == len(s.runs) and int(counts["probe_notebook"]) == len(s.configs)

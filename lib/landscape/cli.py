@@ -1,4 +1,4 @@
-"""Command line: ``python -m landscape {list,check,train,runs}``.
+"""Command line: ``python -m landscape {list,check,train,runs,stamp}``.
 
 Every expected failure (bad configuration or arguments, unknown name, missing or unreadable data,
 an artefacts folder that cannot be written) ends with one line on stderr, ``error: ...``, and exit
@@ -12,6 +12,7 @@ import sys
 
 from .config import ConfigError, list_studies, load_study
 from .data import DataNotFound
+from .store import CorruptArtefact
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +37,23 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument("--seed", type=int, help="only this seed")
             q.add_argument("--data-root", help="dataset folder (default $LANDSCAPE_DATA or ./data)")
             q.add_argument("--no-progress", action="store_true")
+    st = sub.add_parser("stamp", help="copy an artefact's provenance into an executed notebook's metadata")
+    st.add_argument("notebook", help="the executed notebook (.ipynb), rewritten atomically")
+    st.add_argument("artefact", help="the JSON artefact it wrote (its 'provenance' field)")
     return p
+
+
+def _stamp(notebook: str, artefact: str) -> int:
+    from .report import stamp_notebook
+    from .store import read_json
+
+    payload = read_json(artefact)
+    prov = payload.get("provenance") if isinstance(payload, dict) else None
+    if not isinstance(prov, dict) or not prov:
+        raise ValueError(f"{artefact} holds no provenance record")
+    stamp_notebook(notebook, prov)
+    print(f"{notebook}: provenance of {len(prov.get('keys', []))} runs")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "list":
             print("\n".join(list_studies()))
             return 0
+        if args.cmd == "stamp":
+            return _stamp(args.notebook, args.artefact)
         study = load_study(args.study, args.profile)
         if args.cmd == "check":
             print(f"{study.name} ({args.profile}): {len(study.configs)} configurations, {len(study.runs)} runs: ok")
@@ -68,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                       else f"test_acc {last['test_acc']:.4f}")
             print(f"{r.study}/{r.config}/seed{r.seed} [{r.key}]: {status}")
         return 0
-    except (ConfigError, DataNotFound, ValueError, OSError) as err:
+    except (ConfigError, DataNotFound, CorruptArtefact, ValueError, OSError) as err:
         text = " ".join(str(err).split()) or type(err).__name__  # always one line
         print(f"error: {text}", file=sys.stderr)
         return 2

@@ -374,10 +374,27 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def list_studies(root: Path | None = None) -> list[str]:
-    """Names of the studies under ``configs/studies``."""
+def list_studies(root: Path | None = None, profile: str | None = None) -> list[str]:
+    """Names of the studies under ``configs/studies``; with ``profile``, those that run under it.
+
+    A study runs under every profile unless it lists some under ``profiles:`` (e.g. a large
+    population only in ``paper``). A file that cannot be read is listed, so that loading it
+    reports what is wrong.
+    """
     root = Path(root or configs_root())
-    return sorted(p.stem for p in (root / "studies").glob("*.yaml"))
+    names = sorted(p.stem for p in (root / "studies").glob("*.yaml"))
+    if profile is None:
+        return names
+    out = []
+    for name in names:
+        try:
+            raw = _read_yaml(root / "studies" / f"{name}.yaml")
+            only = raw.get("profiles") if isinstance(raw, dict) else None
+        except ConfigError:
+            only = None
+        if not isinstance(only, list) or profile in only:
+            out.append(name)
+    return out
 
 
 def list_profiles(root: Path | None = None) -> list[str]:
@@ -578,7 +595,7 @@ def expand_sweep(sweep: Any, defaults: dict, where: str = "") -> list[tuple[str,
 
 
 STUDY_KEYS = ("name", "title", "source", "description", "defaults", "configs", "sweep", "seeds",
-              "probes", "published", "budgets", "notes")
+              "probes", "published", "budgets", "notes", "profiles")
 
 
 def load_study(name: str, profile: str = "quick", root: Path | None = None) -> Study:
@@ -599,6 +616,15 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
             raise ConfigError(f"{where}{key} is not a known key (allowed: {', '.join(STUDY_KEYS)})")
     if raw.get("name", name) != name:
         raise ConfigError(f"{where}name = {raw.get('name')!r} must equal the file name {name!r}")
+    only = raw.get("profiles")
+    if only is not None:
+        known = list_profiles(root)
+        if not isinstance(only, list) or not only or any(p not in known for p in only):
+            raise ConfigError(f"{where}profiles = {only!r} must be a non-empty list of profiles "
+                              f"(allowed: {', '.join(known)})")
+        if profile not in only:
+            raise ConfigError(f"{where}this study runs only under the profile(s) {', '.join(only)}, "
+                              f"not {profile!r}")
 
     for key in ("defaults", "budgets", "probes", "published"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):

@@ -17,7 +17,13 @@ from .config import Study
 from .data import Batches, load, subset
 from .store import read_json, write_json
 
-__all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance", "write_artefact", "read_artefact"]
+__all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
+           "current_provenance", "caption", "glue_provenance", "pool_provenance", "stamp_notebook",
+           "write_artefact", "read_artefact"]
+
+# Provenance of what the running notebook has measured (``provenance``) or read (``read_artefact``):
+# pooled by ``current_provenance`` and attached to every figure and artefact it writes afterwards.
+_SOURCES: list[dict] = []
 
 
 def eval_data(study: Study, data_root=None, split: str = "train", n: int | None = None) -> Batches:
@@ -40,11 +46,24 @@ def glue(key: str, value: Any, display: bool = False) -> None:
 
 
 def save_figure(fig, out_dir: str | Path, name: str, key: str | None = None) -> Path:
-    """Save ``fig`` as ``<out_dir>/<name>.png`` (for ``{figure}`` in the book) and glue it."""
+    """Save ``fig`` as ``<out_dir>/<name>.png`` (for ``{figure}`` in the book) and glue it.
+
+    The provenance of what the notebook measured or read so far (:func:`current_provenance`) goes
+    into the image twice: a one-line caption under the axes (:func:`caption`) and, in full, the
+    PNG's ``landscape:provenance`` text chunk.
+    """
+    import json
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    prov = current_provenance()
+    meta = {}
+    if prov:
+        fig.text(0.005, 0.0, caption(prov), fontsize=6, color="0.35", ha="left", va="top",
+                 transform=fig.transFigure)
+        meta = {"landscape:provenance": json.dumps(prov, sort_keys=True)}
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=meta)
     if key:
         glue(key, fig, display=False)
     return path
@@ -60,25 +79,113 @@ def _git_commit() -> str:
 
 
 def provenance(study: Study, runs=(), **extra: Any) -> dict:
-    """Where a number came from: configuration hashes, commit, versions, subset size, BN mode."""
+    """Where a number came from: configuration hashes, commit, versions, subset sizes, BN mode.
+
+    Also registered as a source of the running notebook (see :func:`current_provenance`).
+    """
     import numpy
     import torch
 
-    return {
+    prov = {
         "study": study.name, "profile": study.profile, "keys": [r.key for r in runs],
         "git_commit": _git_commit(), "landscape": __version__, "torch": torch.__version__,
         "numpy": numpy.__version__, "python": platform.python_version(),
-        "eval_subset": study.budget.eval_subset, "bn_mode": study.probes.bn_mode, **extra,
+        "eval_subset": study.budget.eval_subset,
+        "hessian_subset": study.budget.hessian_subset or study.budget.eval_subset,
+        "bn_mode": study.probes.bn_mode, **extra,
     }
+    _SOURCES.append(prov)
+    return prov
+
+
+def _values(provs: list[dict], key: str) -> list:
+    out = []
+    for p in provs:
+        v = p.get(key)
+        for x in (v if isinstance(v, list) else [v]):
+            if x is not None and x not in out:
+                out.append(x)
+    return out
+
+
+def pool_provenance(provs: list[dict]) -> dict:
+    """One provenance record for numbers pooled over several sources (studies, configurations).
+
+    A field on which all sources agree keeps its value; otherwise it becomes the list of the
+    distinct values. ``keys`` (the run hashes) is always the union, in order of appearance.
+    """
+    provs = [p for p in provs if p]
+    if not provs:
+        return {}
+    fields = []
+    for p in provs:
+        fields += [k for k in p if k not in fields]
+    out: dict = {}
+    for k in fields:
+        vals = _values(provs, k)
+        out[k] = vals if (k in ("keys", "studies") or len(vals) != 1) else vals[0]
+    if "study" in out:
+        out["studies"] = _values(provs, "study")
+        del out["study"]
+    return out
+
+
+def current_provenance() -> dict:
+    """The pooled provenance of everything this notebook measured or read so far."""
+    return pool_provenance(_SOURCES)
+
+
+def _short(v: Any) -> str:
+    return "/".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def caption(prov: dict, max_keys: int = 6) -> str:
+    """A one-line provenance caption: run hashes, commit, versions, subset sizes, BN mode."""
+    if not prov:
+        return ""
+    keys = prov.get("keys", [])
+    shown = ", ".join(keys[:max_keys]) + (f" +{len(keys) - max_keys} more" if len(keys) > max_keys else "")
+    return (f"runs {shown or 'none'} · commit {_short(prov.get('git_commit'))} · landscape "
+            f"{_short(prov.get('landscape'))}, torch {_short(prov.get('torch'))} · profile "
+            f"{_short(prov.get('profile'))} · probe subset {_short(prov.get('eval_subset'))} "
+            f"(Hessian {_short(prov.get('hessian_subset'))}) training examples · BN "
+            f"{_short(prov.get('bn_mode'))} mode")
+
+
+def glue_provenance(key: str = "provenance") -> str:
+    """Glue the caption line of :func:`current_provenance` (for the book page) and return it."""
+    text = caption(current_provenance())
+    glue(key, Plain(text))
+    return text
+
+
+def stamp_notebook(path: str | Path, prov: dict) -> None:
+    """Write ``prov`` into an executed notebook's metadata (``metadata.landscape.provenance``),
+    atomically."""
+    import nbformat
+
+    from .store import atomic_write_bytes
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata.setdefault("landscape", {})["provenance"] = prov
+    atomic_write_bytes(path, nbformat.writes(nb).encode())
 
 
 def write_artefact(out_dir: str | Path, name: str, payload: dict) -> Path:
-    """Atomically write a JSON artefact ``<out_dir>/<name>.json`` (checksummed)."""
+    """Atomically write a JSON artefact ``<out_dir>/<name>.json`` (checksummed), with the
+    notebook's :func:`current_provenance` under ``provenance`` unless the payload has its own."""
+    prov = current_provenance()
+    if prov and "provenance" not in payload:
+        payload = {**payload, "provenance": prov}
     return write_json(Path(out_dir) / f"{name}.json", payload)
 
 
 def read_artefact(out_dir: str | Path, name: str) -> dict:
-    return read_json(Path(out_dir) / f"{name}.json")
+    """Read ``<out_dir>/<name>.json``; its ``provenance`` becomes a source of this notebook."""
+    payload = read_json(Path(out_dir) / f"{name}.json")
+    if isinstance(payload, dict) and isinstance(payload.get("provenance"), dict):
+        _SOURCES.append(payload["provenance"])
+    return payload
 
 
 class Plain:
