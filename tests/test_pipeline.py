@@ -166,3 +166,24 @@ def test_pages_render_in_a_browser_with_math_images_and_links(built):
         browser.close()
     assert math_pages >= 5
     assert not problems, "\n".join(problems[:30])
+
+
+def test_a_pooled_notebook_outside_the_workflow_computes_only_what_is_missing(built):
+    """What the Colab cell of the pooled notebooks does: ``ensure_probes`` reruns the workflow for
+    the missing per-configuration artefacts only (here one deleted file), then nothing."""
+    dst, _ = built
+    target = dst / "book" / "runs" / "sgd-noise" / "lr01-b1024" / "probes.json"
+    other = dst / "book" / "runs" / "sgd-noise" / "lr01-b16" / "probes.json"
+    before = other.stat().st_mtime_ns
+    target.unlink()
+    code = ("from landscape import report; print(report.missing_probes('smoke', ['sgd-noise']));"
+            "print(report.ensure_probes('smoke', ['sgd-noise'], cores=1));"
+            "print(report.missing_probes('smoke', ['sgd-noise']))")
+    env = dict(os.environ, PYTHONPATH=str(dst / "lib"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    out = subprocess.run([sys.executable, "-c", code], cwd=dst, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "['book/runs/sgd-noise/lr01-b1024/probes.json']" and lines[-1] == "[]"
+    assert lines[-2] == str(dst / "book" / "runs")
+    assert read_json(target)["provenance"]["profile"] == "smoke"
+    assert other.stat().st_mtime_ns == before  # nothing else recomputed

@@ -105,3 +105,19 @@ def test_stamp_refuses_an_artefact_without_a_sound_record_in_one_line(tmp_path, 
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
     assert why.lower() in out.stderr.lower(), out.stderr
     assert (tmp_path / "q.ipynb").read_bytes() == before
+
+
+def test_missing_probes_counts_absent_stale_and_corrupt_artefacts(tmp_path):
+    from landscape.config import load_study
+
+    configs = list(load_study("fmnist-batchnorm", "smoke").configs)
+    assert report.missing_probes("smoke", ["fmnist-batchnorm"], tmp_path) == [
+        f"book/runs/fmnist-batchnorm/{c}/probes.json" for c in configs]
+    for c in configs:
+        write_json(tmp_path / "fmnist-batchnorm" / c / "probes.json", {"provenance": dict(A, profile="smoke")})
+    assert report.missing_probes("smoke", ["fmnist-batchnorm"], tmp_path) == []
+    assert len(report.missing_probes("quick", ["fmnist-batchnorm"], tmp_path)) == len(configs)  # stale
+    bad = tmp_path / "fmnist-batchnorm" / configs[0] / "probes.json"
+    bad.write_text(bad.read_text().replace("smoke", "smoky"))  # edited: checksum fails
+    assert report.missing_probes("smoke", ["fmnist-batchnorm"], tmp_path) == [
+        f"book/runs/fmnist-batchnorm/{configs[0]}/probes.json"]

@@ -19,7 +19,7 @@ from .store import read_json, write_json
 
 __all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
            "current_provenance", "caption", "glue_provenance", "pool_provenance", "stamp_notebook",
-           "write_artefact", "read_artefact"]
+           "write_artefact", "read_artefact", "missing_probes", "ensure_probes"]
 
 # Provenance of what the running notebook has measured (``provenance``) or read (``read_artefact``):
 # pooled by ``current_provenance`` and attached to every figure and artefact it writes afterwards.
@@ -224,3 +224,73 @@ def divergence_note(trained) -> str:
                      f"(last finite loss {o['last_finite_loss']:.4g})")
     return (f"{len(bad)} of {len(trained)} runs diverged (NaN/Inf loss): " + "; ".join(parts)
             + ". Their probes are skipped.")
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]  # lib/landscape/report.py -> the repository
+
+
+def missing_probes(profile: str, studies: list[str] | None = None,
+                   runs_dir: str | Path | None = None) -> list[str]:
+    """The ``<study>/<config>/probes.json`` artefacts of ``studies`` (None: every study that runs
+    under ``profile``) that ``runs_dir`` (default ``<repo>/book/runs``) lacks, holds from another
+    profile, or holds unreadable; as paths relative to the repository."""
+    from .config import list_studies, load_study
+    from .store import CorruptArtefact
+
+    runs = Path(runs_dir) if runs_dir is not None else _repo_root() / "book" / "runs"
+    out = []
+    for name in studies or list_studies(profile=profile):
+        for c in load_study(name, profile).configs:
+            try:
+                ok = read_json(runs / name / c / "probes.json")["provenance"]["profile"] == profile
+            except (FileNotFoundError, CorruptArtefact, KeyError, TypeError):
+                ok = False
+            if not ok:
+                out.append(f"book/runs/{name}/{c}/probes.json")
+    return out
+
+
+def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str | None = None,
+                  cores: int | None = None) -> Path:
+    """Compute the per-configuration artefacts a pooled notebook reads, where they are missing.
+
+    For a notebook opened outside the report's workflow (on Colab, from a fresh clone): runs the
+    workflow itself (Snakemake: training, then the probe notebook of each configuration) for
+    exactly the missing ``book/runs/<study>/<config>/probes.json`` of ``studies`` under
+    ``profile``; trained runs already cached are reused, nothing is computed when nothing is
+    missing. Returns ``<repo>/book/runs``, the folder to read them from.
+
+    Raises:
+        FileNotFoundError: the package is installed without its repository (no workflow).
+        RuntimeError: the workflow failed (its last lines in the message).
+    """
+    import os
+    import sys
+
+    root = _repo_root()
+    snakefile = root / "workflow" / "Snakefile"
+    if not snakefile.exists():
+        raise FileNotFoundError(f"{snakefile} not found: install the package from a clone of the "
+                                "repository (pip install -e .) to compute artefacts")
+    todo = missing_probes(profile, studies)
+    runs = root / "book" / "runs"
+    if not todo:
+        return runs
+    cores = cores or os.cpu_count() or 1
+    print(f"computing {len(todo)} missing configuration artefacts under profile {profile!r} "
+          f"with {cores} cores (training and probes; cached runs are reused) ...", flush=True)
+    # --force: a listed artefact is missing or stale (another profile), so it is always redone
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--cores", str(cores),
+           "--quiet", "rules", "--force", "--config", f"profile={profile}"]
+    if studies:
+        cmd.append(f"studies=[{','.join(studies)}]")
+    if data_root:
+        cmd.append(f"data_root={data_root}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = subprocess.run(cmd + todo, cwd=root, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"the workflow failed computing the artefacts:\n{tail}")
+    return runs
+
