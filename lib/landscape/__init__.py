@@ -8,15 +8,42 @@ and weights afterwards. Studies are configured in YAML (:func:`load_study`) and 
 """
 __version__ = "0.2.0"
 
-from .config import ConfigError, Study, RunSpec, load_study, list_studies  # noqa: E402
-from .data import DataNotFound, Batches, load as load_data, subset  # noqa: E402
-from .models import build_model, count_params  # noqa: E402
-from .train import train_run, load_trained, Trained  # noqa: E402
-from .resumable import loss_surface_resumable  # noqa: E402
+import importlib
+import importlib.util
 
-from .probes import *  # noqa: E402,F401,F403
-from .probes import __all__ as _probe_names  # noqa: E402
+# Names are imported on first use (PEP 562), so that ``python -m landscape list|check|stamp`` and
+# the workflow's bookkeeping start without importing torch (seconds per process on 2 cores).
+_LAZY = {
+    "ConfigError": ("config", "ConfigError"), "Study": ("config", "Study"),
+    "RunSpec": ("config", "RunSpec"), "load_study": ("config", "load_study"),
+    "list_studies": ("config", "list_studies"),
+    "DataNotFound": ("data", "DataNotFound"), "Batches": ("data", "Batches"),
+    "load_data": ("data", "load"), "subset": ("data", "subset"),
+    "build_model": ("models", "build_model"), "count_params": ("models", "count_params"),
+    "train_run": ("train", "train_run"), "load_trained": ("train", "load_trained"),
+    "Trained": ("train", "Trained"), "loss_surface_resumable": ("resumable", "loss_surface_resumable"),
+}
 
-__all__ = ["ConfigError", "Study", "RunSpec", "load_study", "list_studies", "DataNotFound",
-           "Batches", "load_data", "subset", "build_model", "count_params", "train_run",
-           "load_trained", "Trained", "loss_surface_resumable", *_probe_names]
+
+def _probe_names() -> list[str]:
+    return list(importlib.import_module(".probes", __name__).__all__)
+
+
+def __getattr__(name: str):
+    if name == "__all__":
+        value = [*_LAZY, *_probe_names()]
+    elif name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    elif not name.startswith("_") and name in _probe_names():
+        value = getattr(importlib.import_module(".probes", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # a submodule: ls.probes, ls.stats
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_probe_names()})

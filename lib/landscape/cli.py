@@ -11,7 +11,6 @@ import json
 import sys
 
 from .config import ConfigError, list_studies, load_study
-from .data import DataNotFound
 from .store import CorruptArtefact
 
 
@@ -43,27 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stamp(notebook: str, artefact: str) -> int:
-    from .report import stamp_notebook
-    from .store import read_json
-
-    payload = read_json(artefact)
-    prov = payload.get("provenance") if isinstance(payload, dict) else None
-    if not isinstance(prov, dict) or not prov:
-        raise ValueError(f"{artefact} holds no provenance record")
-    stamp_notebook(notebook, prov)
-    print(f"{notebook}: provenance of {len(prov.get('keys', []))} runs")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "stamp":  # torch-free: runs after every notebook the workflow executes
+        try:
+            from .stamp import stamp_from_artefact
+
+            prov = stamp_from_artefact(args.notebook, args.artefact)
+            print(f"{args.notebook}: provenance of {len(prov.get('keys', []))} runs")
+            return 0
+        except (CorruptArtefact, ValueError, OSError) as err:
+            print(f"error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
+            return 2
     try:
         if args.cmd == "list":
             print("\n".join(list_studies()))
             return 0
-        if args.cmd == "stamp":
-            return _stamp(args.notebook, args.artefact)
         study = load_study(args.study, args.profile)
         if args.cmd == "check":
             print(f"{study.name} ({args.profile}): {len(study.configs)} configurations, {len(study.runs)} runs: ok")
@@ -87,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                       else f"test_acc {last['test_acc']:.4f}")
             print(f"{r.study}/{r.config}/seed{r.seed} [{r.key}]: {status}")
         return 0
-    except (ConfigError, DataNotFound, CorruptArtefact, ValueError, OSError) as err:
+    except (ConfigError, CorruptArtefact, ValueError, OSError) as err:  # OSError: DataNotFound too
         text = " ".join(str(err).split()) or type(err).__name__  # always one line
         print(f"error: {text}", file=sys.stderr)
         return 2

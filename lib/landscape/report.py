@@ -15,6 +15,7 @@ from typing import Any
 from . import __version__
 from .config import Study
 from .data import Batches, load, subset
+from .stamp import stamp_notebook  # noqa: F401  (re-exported)
 from .store import read_json, write_json
 
 __all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
@@ -157,18 +158,6 @@ def glue_provenance(key: str = "provenance") -> str:
     text = caption(current_provenance())
     glue(key, Plain(text))
     return text
-
-
-def stamp_notebook(path: str | Path, prov: dict) -> None:
-    """Write ``prov`` into an executed notebook's metadata (``metadata.landscape.provenance``),
-    atomically."""
-    import nbformat
-
-    from .store import atomic_write_bytes
-
-    nb = nbformat.read(str(path), as_version=4)
-    nb.metadata.setdefault("landscape", {})["provenance"] = prov
-    atomic_write_bytes(path, nbformat.writes(nb).encode())
 
 
 def write_artefact(out_dir: str | Path, name: str, payload: dict) -> Path:

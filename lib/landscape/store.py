@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "config_hash",
     "atomic_write_bytes",
@@ -94,6 +92,8 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically ``torch.save`` ``obj`` (tensors, dicts, lists, numbers) to ``path``."""
     buf = io.BytesIO()
+    import torch  # here, not at the top: JSON artefacts (and the CLI's stamp) need no torch
+
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -101,6 +101,8 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
 def load_torch(path: str | os.PathLike) -> Any:
     """``torch.load`` with ``weights_only=True``; raise :class:`CorruptArtefact` if unreadable."""
     try:
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
