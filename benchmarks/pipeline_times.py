@@ -188,6 +188,31 @@ def stage_times(run: dict, exact: bool) -> dict:
     return {k: stages[k] for k in order if k in stages}
 
 
+def _study_of(output: str | None) -> str:
+    """The study a job worked for, from its output path (``.../runs/<study>/...``)."""
+    parts = Path(output or "").parts
+    if "runs" in parts and len(parts) > parts.index("runs") + 2:
+        return parts[parts.index("runs") + 1]
+    return "shared (questions, run list, book)"
+
+
+def study_times(jobs: list[dict]) -> dict:
+    """Per study: jobs, busy job-minutes and share of the wall time (each moment split equally
+    among the jobs running then), for jobs with exact start times."""
+    timed = [j for j in jobs if j.get("start") is not None and j.get("end") is not None]
+    out: dict[str, dict] = {}
+    for j in timed:
+        st = out.setdefault(_study_of(j.get("output")), {"jobs": 0, "busy_s": 0.0, "wall_share_s": 0.0})
+        st["jobs"] += 1
+        st["busy_s"] += j["end"] - j["start"]
+    events = sorted({t for j in timed for t in (j["start"], j["end"])})
+    for a, b in zip(events[:-1], events[1:]):
+        running = [j for j in timed if j["start"] <= a and j["end"] >= b]
+        for j in running:
+            out[_study_of(j.get("output"))]["wall_share_s"] += (b - a) / len(running)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["busy_s"]))
+
+
 def collect(smk: Path = REPO / ".snakemake", profile: str = "quick") -> dict:
     """Per-stage times of the latest complete run (of ``profile`` if there is one)."""
     logs = sorted((smk / "log").glob("*.snakemake.log")) if (smk / "log").is_dir() else []
@@ -213,6 +238,7 @@ def collect(smk: Path = REPO / ".snakemake", profile: str = "quick") -> dict:
         "method": "exact (start times from Snakemake metadata)" if exact
         else "approximate (finish events only)",
         "stages": stage_times(run, exact),
+        "studies": study_times(jobs) if exact else {},
         "later_incomplete_logs": in_progress,
         "jobs": [{k: j.get(k) for k in ("rule", "start", "end", "output")} for j in jobs],
     }

@@ -176,6 +176,12 @@ def _details_pipeline(d: dict) -> str:
         busy = "—" if s.get("busy_s") is None else f"{s['busy_s'] / 60:.1f}"
         span = "—" if s.get("span_s") is None else f"{s['span_s'] / 60:.1f}"
         out.append(f"| {k} | {s['jobs']} | {s['wall_share_s'] / 60:.1f} | {busy} | {span} |")
+    if d.get("studies"):
+        out += ["", "Per study (training and probe notebooks of its configurations; a study's share of "
+                    "the wall time splits each moment equally among the jobs running then):", "",
+                "| study | jobs | share of wall time (min) | busy (job-min) |", "|---|---|---|---|"]
+        for k, s in d["studies"].items():
+            out.append(f"| {k} | {s['jobs']} | {s['wall_share_s'] / 60:.1f} | {s['busy_s'] / 60:.1f} |")
     mem = d.get("memory")
     if mem:
         out += ["", f"Peak memory: {mem['max_rss_mb']:.0f} MB resident for {mem['job']} "
