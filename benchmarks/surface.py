@@ -126,7 +126,7 @@ def run(budget, root, log) -> tuple[list[Row], dict]:
     ours_name = f"ours: channels_last, batches of {B}"
     variants = {
         ours_name: surf(m_ours, b_ours),
-        f"contiguous (NCHW) model, batches of {B} — as the notebooks call it today":
+        f"contiguous (NCHW) model, batches of {B} (loss_surface now converts conv nets itself)":
             surf(model, batches),
         "channels_last, batches of 64": surf(m_ours, cl_batches(64)),
         "channels_last, batches of 256": surf(m_ours, cl_batches(256)),
