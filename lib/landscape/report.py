@@ -61,8 +61,14 @@ def save_figure(fig, out_dir: str | Path, name: str, key: str | None = None) -> 
     prov = current_provenance()
     meta = {}
     if prov:
-        fig.text(0.005, 0.0, caption(prov), fontsize=6, color="0.35", ha="left", va="top",
-                 transform=fig.transFigure)
+        import textwrap
+
+        # wrapped to the figure's width (about 20 characters of 6-pt text per inch), so that a
+        # long line does not widen the saved image
+        text = textwrap.fill(caption(prov), width=max(40, int(fig.get_figwidth() * 20)))
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches; below every label
+        fig.text(box.x0 / fig.get_figwidth(), (box.y0 - 0.05) / fig.get_figheight(), text,
+                 fontsize=6, color="0.35", ha="left", va="top", transform=fig.transFigure)
         meta = {"landscape:provenance": json.dumps(prov, sort_keys=True)}
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata=meta)
     if key:
