@@ -276,14 +276,15 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
     print(f"computing {len(todo)} missing configuration artefacts under profile {profile!r} "
           f"with {cores} cores (training and probes; cached runs are reused) ...", flush=True)
     # --force: a listed artefact is missing or stale (another profile), so it is always redone
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--cores", str(cores),
+    # the targets come first: --config takes every word after it
+    cmd = [sys.executable, "-m", "snakemake", *todo, "-s", str(snakefile), "--cores", str(cores),
            "--quiet", "rules", "--force", "--config", f"profile={profile}"]
     if studies:
         cmd.append(f"studies=[{','.join(studies)}]")
     if data_root:
         cmd.append(f"data_root={data_root}")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    out = subprocess.run(cmd + todo, cwd=root, env=env, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"the workflow failed computing the artefacts:\n{tail}")
