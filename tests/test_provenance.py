@@ -69,8 +69,7 @@ def test_saved_figure_has_the_caption_line_and_the_full_record_in_the_png(tmp_pa
     assert json.loads(Image.open(path).text["landscape:provenance"]) == report.current_provenance()
     line = report.caption(report.current_provenance())
     assert any(line == t.get_text().replace("\n", " ") for t in fig.texts)  # wrapped to the width
-    from PIL import Image as _I
-    assert _I.open(path).size[0] <= 6.4 * 110 + 20  # the caption does not widen the image
+    assert Image.open(path).size[0] <= 6.4 * 110 + 20  # the caption does not widen the image
     plt.close(fig)
 
 

@@ -44,17 +44,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.cmd == "stamp":  # torch-free: runs after every notebook the workflow executes
-        try:
+    try:
+        if args.cmd == "stamp":  # torch-free: runs after every notebook the workflow executes
             from .stamp import stamp_from_artefact
 
             prov = stamp_from_artefact(args.notebook, args.artefact)
             print(f"{args.notebook}: provenance of {len(prov.get('keys', []))} runs")
             return 0
-        except (CorruptArtefact, ValueError, OSError) as err:
-            print(f"error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
-            return 2
-    try:
         if args.cmd == "list":
             print("\n".join(list_studies()))
             return 0

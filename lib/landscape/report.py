@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Study
+from .config import Study, _repo_root
 from .data import Batches, load, subset
-from .stamp import stamp_notebook  # noqa: F401  (re-exported)
-from .store import read_json, write_json
+from .store import CorruptArtefact, read_json, write_json
 
 __all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
-           "current_provenance", "caption", "glue_provenance", "pool_provenance", "stamp_notebook",
+           "current_provenance", "caption", "glue_provenance", "pool_provenance",
            "write_artefact", "read_artefact", "missing_probes", "ensure_probes"]
 
 # Provenance of what the running notebook has measured (``provenance``) or read (``read_artefact``):
@@ -221,8 +220,8 @@ def divergence_note(trained) -> str:
             + ". Their probes are skipped.")
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]  # lib/landscape/report.py -> the repository
+def _runs_dir() -> Path:
+    return _repo_root() / "book" / "runs"  # where the workflow writes the executed notebooks
 
 
 def missing_probes(profile: str, studies: list[str] | None = None,
@@ -231,9 +230,8 @@ def missing_probes(profile: str, studies: list[str] | None = None,
     under ``profile``) that ``runs_dir`` (default ``<repo>/book/runs``) lacks, holds from another
     profile, or holds unreadable; as paths relative to the repository."""
     from .config import list_studies, load_study
-    from .store import CorruptArtefact
 
-    runs = Path(runs_dir) if runs_dir is not None else _repo_root() / "book" / "runs"
+    runs = Path(runs_dir) if runs_dir is not None else _runs_dir()
     out = []
     for name in studies or list_studies(profile=profile):
         for c in load_study(name, profile).configs:
@@ -269,9 +267,8 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
         raise FileNotFoundError(f"{snakefile} not found: install the package from a clone of the "
                                 "repository (pip install -e .) to compute artefacts")
     todo = missing_probes(profile, studies)
-    runs = root / "book" / "runs"
     if not todo:
-        return runs
+        return _runs_dir()
     cores = cores or os.cpu_count() or 1
     print(f"computing {len(todo)} missing configuration artefacts under profile {profile!r} "
           f"with {cores} cores (training and probes; cached runs are reused) ...", flush=True)
@@ -288,5 +285,5 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
     if out.returncode != 0:
         tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"the workflow failed computing the artefacts:\n{tail}")
-    return runs
+    return _runs_dir()
 

@@ -91,9 +91,9 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically ``torch.save`` ``obj`` (tensors, dicts, lists, numbers) to ``path``."""
-    buf = io.BytesIO()
     import torch  # here, not at the top: JSON artefacts (and the CLI's stamp) need no torch
 
+    buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 

@@ -90,6 +90,7 @@ class HessianOperator:
             yield from self._graphs
             return
         keep = [] if self.reuse_graph else None
+        kept = 0  # samples whose graphs are held
         with torch.enable_grad():
             for x, y, b in self.data:
                 loss = self.loss_fn(self.model(x), y)
@@ -99,7 +100,8 @@ class HessianOperator:
                         [i for i, g in enumerate(gs) if g is not None and g.requires_grad], b)
                 if keep is not None:
                     keep.append(item)
-                    if self._auto and sum(k[2] for k in keep) > REUSE_GRAPH_MAX_SAMPLES:
+                    kept += b
+                    if self._auto and kept > REUSE_GRAPH_MAX_SAMPLES:
                         keep = None  # too much data to hold every graph: rebuild them each time
                         self.reuse_graph = False
                 yield item
