@@ -106,3 +106,32 @@ def test_same_seed_gives_identical_metrics_in_separate_processes(toy, data_root,
         outs.append(subprocess.run([sys.executable, "-c", code, str(data_root)], env=env,
                                    capture_output=True, text=True, check=True).stdout)
     assert outs[0] == outs[1] and len(outs[0]) > 10
+
+
+def _bn_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_a_sam_step_leaves_bn_statistics_as_a_plain_forward_pass_would():
+    """SAM's second forward pass (at the ascent point w + e) must not move BN running statistics:
+    after a SAM step they equal those of one train-mode forward pass at the unperturbed w (the
+    reference implementations freeze them there)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from landscape.models import build_model
+    from landscape.train import _sam_step
+
+    torch.manual_seed(0)
+    model = build_model("cnn", {"channels": [4, 8], "fc": [16], "batch_norm": True}, (1, 28, 28), 10).train()
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    ref = copy.deepcopy(model)
+    ref(x)  # the plain forward pass at w
+    F.cross_entropy(model(x), y).backward()
+    _sam_step(model, F.cross_entropy, x, y, rho=0.5)
+    got, want = _bn_buffers(model), _bn_buffers(ref)
+    assert got.keys() == want.keys() and got
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert all(p.grad is not None for p in model.parameters())  # the ascent gradient is there

@@ -95,15 +95,31 @@ def evaluate(model: nn.Module, data, channels_last: bool = False) -> tuple[float
 
 
 def _sam_step(model: nn.Module, loss_fn, x, y, rho: float) -> None:
-    """SAM's ascent (Foret et al. 2021): gradient at w + rho·g/||g|| replaces the gradient at w."""
+    """SAM's ascent (Foret et al. 2021): gradient at w + rho·g/||g|| replaces the gradient at w.
+
+    The second forward pass runs in train mode (BN normalises with the batch's statistics, as at
+    w) but leaves the BN running statistics as the first pass at w left them: they describe the
+    weights the model keeps, not the ascent point (as the SAM reference implementations do).
+    """
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params)) + 1e-12
     eps = [rho * p.grad / norm for p in params]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in bns]
     with torch.no_grad():
         for p, e in zip(params, eps):
             p.add_(e)
     model.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
+    try:
+        for m in bns:
+            m.momentum = 0.0  # running = (1 - 0)·running + 0·batch: unchanged
+        loss_fn(model(x), y).backward()
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
     with torch.no_grad():
         for p, e in zip(params, eps):
             p.sub_(e)
@@ -168,7 +184,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
     torch.set_num_threads(num_threads())
     train_all = load(spec.dataset, train=True, root=data_root)
     test_all = load(spec.dataset, train=False, root=data_root)
-    train_set: Data = subset(train_all, spec.train_subset, seed=spec.seed)
+    train_set: Data = subset(train_all, spec.train_subset, seed=spec.data_seed)  # see subsets.py
     test_set: Data = subset(test_all, spec.test_subset, seed=0)
     in_shape = train_set.shape
     model = make_model(spec, in_shape)
