@@ -182,7 +182,8 @@ class TrainSpec:
     schedule: ScheduleSpec = ScheduleSpec()
     batch_size: int = 128
     epochs: int = 1
-    seed: int = 0
+    seed: int = 0                      # initialisation and batch order
+    data_seed: int = 0                 # which train_subset examples (shared by every seed; see subsets.py)
     train_subset: int | None = None
     test_subset: int | None = 2000
     augment: bool = False
@@ -197,8 +198,10 @@ class TrainSpec:
         _check_positive(where, "epochs", self.epochs, int)
         _check_positive(where, "train_subset", self.train_subset, int, allow_none=True)
         _check_positive(where, "test_subset", self.test_subset, int, allow_none=True)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"{where}seed = {self.seed!r} must be an integer")
+        for key in ("seed", "data_seed"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{where}{key} = {value!r} must be an integer")
         if not isinstance(self.augment, bool):
             raise ConfigError(f"{where}augment = {self.augment!r} must be true or false")
 
@@ -430,7 +433,7 @@ def _train_spec(raw: dict, where: str) -> TrainSpec:
 
 # --------------------------------------------------------------------------- sweeps
 SWEEP_KEYS = ("name", "label", "description", "grid")
-_SCALAR_TRAIN_KEYS = ("dataset", "batch_size", "epochs", "train_subset", "test_subset", "augment",
+_SCALAR_TRAIN_KEYS = ("dataset", "batch_size", "epochs", "data_seed", "train_subset", "test_subset", "augment",
                       "trajectory_every")
 
 

@@ -143,10 +143,9 @@ def subset(data: Data, n: int | None, seed: int = 0) -> Data:
     """A fixed, seeded random subset of ``n`` examples (all of ``data`` when ``n`` is None or ≥ N)."""
     if n is None or n >= len(data):
         return data
-    if n <= 0:
-        raise ValueError(f"subset size n = {n!r} must be positive")
-    g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(len(data), generator=g)[:n].sort().values
+    from .subsets import subset_indices  # the one definition of which examples a subset holds
+
+    idx = subset_indices(len(data), n, seed)
     return Data(name=data.name, x=data.x[idx].contiguous(), y=data.y[idx].contiguous())
 
 
