@@ -135,3 +135,48 @@ def test_a_sam_step_leaves_bn_statistics_as_a_plain_forward_pass_would():
     for k in want:
         assert torch.equal(got[k], want[k]), k
     assert all(p.grad is not None for p in model.parameters())  # the ascent gradient is there
+
+
+def test_training_stops_at_the_criterion_and_records_it(toy, data_root):
+    """With ``stop_loss`` the run stops after the first epoch whose eval-mode training loss is at
+    most the target, and says so; a target it cannot reach runs to the cap and says that."""
+    from dataclasses import replace
+
+    from landscape.config import RunSpec
+
+    run = toy(opt="momentum", lr=0.05)
+    easy = RunSpec(run.study, "easy", 0, replace(run.train, epochs=6, stop_loss=1.0))
+    t = train_run(easy, data_root=data_root)
+    c = t.metrics["criterion"]
+    assert c["reached"] and c["epochs"] < 6 and c["train_loss"] <= 1.0
+    assert len(t.metrics["history"]) == c["epochs"] + 1  # epoch 0 and the epochs trained
+    hard = RunSpec(run.study, "hard", 0, replace(run.train, epochs=2, stop_loss=1e-6))
+    c = train_run(hard, data_root=data_root).metrics["criterion"]
+    assert not c["reached"] and c["epochs"] == 2 and c["train_loss"] > 1e-6
+    plain = train_run(run, data_root=data_root).metrics["criterion"]
+    assert plain["stop_loss"] is None and not plain["reached"] and plain["train_loss"] > 0
+
+
+def test_initial_bn_statistics_are_recomputed_on_the_probe_data(toy, data_root):
+    """``init.pt`` holds BN's default statistics (0, 1), which belong to no weights: measuring at
+    initialisation needs them recomputed on the probe subset, and refuses to go without."""
+    from landscape.data import Batches, load, subset
+    from landscape.probes._common import DataPasses, recompute_bn
+
+    run = toy(model="cnn")
+    from dataclasses import replace
+
+    from landscape.config import RunSpec
+    run = RunSpec(run.study, "bn", 0, replace(run.train, epochs=1, model=replace(
+        run.train.model, options={"channels": [4, 8], "fc": [16], "batch_norm": True})))
+    t = train_run(run, data_root=data_root)
+    data = Batches(subset(load("mnist", True, data_root), 128, seed=0), 64)
+    with pytest.raises(ValueError, match="batch norm"):
+        t.init_model()
+    m = t.init_model(bn_data=data)
+    mean = next(v for k, v in m.state_dict().items() if k.endswith("running_mean"))
+    assert mean.abs().max() > 1e-3  # not the identity's zeros
+    ref = t.init_model(bn_data=data)
+    recompute_bn(ref, DataPasses(data, torch.device("cpu")))
+    for k, v in ref.state_dict().items():
+        assert torch.allclose(m.state_dict()[k].float(), v.float()), k

@@ -188,6 +188,10 @@ class TrainSpec:
     test_subset: int | None = 2000
     augment: bool = False
     trajectory_every: int = 0  # steps between saved weight snapshots (0: once per epoch)
+    # Stopping criterion: stop after the first epoch at whose end the cross-entropy over the
+    # run's whole training subset (eval mode) is <= stop_loss; ``epochs`` is then the cap.
+    # None: train for exactly ``epochs``. Whether it was reached is recorded in the metrics.
+    stop_loss: float | None = None
 
     def validate(self, where: str) -> None:
         _check_choice(where, "dataset", self.dataset, DATASETS)
@@ -202,6 +206,7 @@ class TrainSpec:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{where}{key} = {value!r} must be an integer")
+        _check_positive(where, "stop_loss", self.stop_loss, allow_none=True)
         if not isinstance(self.augment, bool):
             raise ConfigError(f"{where}augment = {self.augment!r} must be true or false")
 
@@ -214,7 +219,8 @@ class TrainSpec:
 class Budget:
     """Compute budgets set by a profile; they never change which code runs."""
 
-    epochs: int | None = None          # None: the study's own number of epochs
+    epochs: int | None = None          # None: the study's own number of epochs (the cap with stop_loss)
+    stop_loss: float | None = None     # None: the study's own stopping criterion (if any)
     train_subset: int | None = None    # None: the whole training split
     test_subset: int | None = 2000     # test examples for the per-epoch curves
     seeds: int = 2                     # seeds per configuration
@@ -234,8 +240,9 @@ class Budget:
     def validate(self, where: str) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            allow_none = f.name in ("epochs", "train_subset", "test_subset", "hessian_subset")
-            _check_positive(where, f"budget.{f.name}", value, int, allow_none=allow_none)
+            allow_none = f.name in ("epochs", "stop_loss", "train_subset", "test_subset", "hessian_subset")
+            _check_positive(where, f"budget.{f.name}", value, float if f.name == "stop_loss" else int,
+                            allow_none=allow_none)
 
 
 MEASURES = ("curves", "slice", "surface", "hessian", "hessian_bottom", "trace", "density",
@@ -433,7 +440,7 @@ def _train_spec(raw: dict, where: str) -> TrainSpec:
 
 # --------------------------------------------------------------------------- sweeps
 SWEEP_KEYS = ("name", "label", "description", "grid")
-_SCALAR_TRAIN_KEYS = ("dataset", "batch_size", "epochs", "data_seed", "train_subset", "test_subset", "augment",
+_SCALAR_TRAIN_KEYS = ("dataset", "batch_size", "epochs", "stop_loss", "data_seed", "train_subset", "test_subset", "augment",
                       "trajectory_every")
 
 
@@ -684,7 +691,8 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
         at = f"{where}{kind}[{cname}]: "
         _train_spec({**merged, "seed": seeds}, at)  # as written, before budgets
         merged = _deep_merge(merged, train_over)
-        for key, value in (("epochs", budget.epochs), ("train_subset", budget.train_subset),
+        for key, value in (("epochs", budget.epochs), ("stop_loss", budget.stop_loss),
+                           ("train_subset", budget.train_subset),
                            ("test_subset", budget.test_subset)):
             if value is not None:
                 merged[key] = value

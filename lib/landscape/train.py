@@ -125,6 +125,21 @@ def _sam_step(model: nn.Module, loss_fn, x, y, rho: float) -> None:
             p.sub_(e)
 
 
+def _criterion(spec: TrainSpec, history: list, model: nn.Module, train_eval, diverged: bool,
+               stopped: bool) -> dict:
+    """The training state the end point is in: the criterion, whether it was reached, at which
+    epoch, and the end point's eval-mode cross-entropy and accuracy over the training subset."""
+    last = history[-1]
+    if "train_loss_eval" in last:
+        loss, acc = last["train_loss_eval"], last["train_acc_eval"]
+    elif diverged:
+        loss, acc = float("nan"), float("nan")
+    else:
+        loss, acc = evaluate(model, train_eval)
+    return {"stop_loss": spec.stop_loss, "reached": bool(stopped), "epochs": last["epoch"],
+            "max_epochs": spec.epochs, "train_loss": loss, "train_acc": acc}
+
+
 @dataclass
 class Trained:
     """A finished run: the trained model (eval mode) and its metrics."""
@@ -137,10 +152,32 @@ class Trained:
     def diverged(self) -> bool:
         return bool(self.metrics["outcome"]["diverged"])
 
-    def init_model(self) -> nn.Module:
-        """The same architecture with this run's initial weights."""
+    @property
+    def criterion(self) -> dict:
+        """The stopping criterion, whether it was reached, and the end point's training loss."""
+        return self.metrics["criterion"]
+
+    def init_model(self, bn_data=None) -> nn.Module:
+        """The same architecture with this run's initial weights, in eval mode.
+
+        ``init.pt`` is written before any train-mode pass, so its BN running statistics are the
+        defaults (mean 0, variance 1): they do not belong to the weights, and in eval mode BN would
+        act as the identity. For a model with BN, ``bn_data`` (the probe subset) is therefore
+        required: the statistics are recomputed on it (cumulative average over its batches) — the
+        report's policy for every point whose statistics are not its own.
+
+        Raises:
+            ValueError: the model has BN and ``bn_data`` is None.
+        """
+        from .probes._common import DataPasses, has_batchnorm, model_device, recompute_bn
+
         model = make_model(self.run.train, tuple(self.metrics["in_shape"]))
         model.load_state_dict(load_torch(self.run.dir / "init.pt"))
+        if has_batchnorm(model):
+            if bn_data is None:
+                raise ValueError(f"{self.run.config}/seed{self.run.seed} has batch norm: pass bn_data (the "
+                                 "probe subset) to recompute its running statistics at initialisation")
+            recompute_bn(model, DataPasses(bn_data, model_device(model)))
         return model.eval()
 
     def trajectory(self) -> tuple[list[int], torch.Tensor]:
@@ -195,6 +232,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
     batches = Batches(train_set, spec.batch_size, shuffle=True, seed=spec.seed, augment=spec.augment,
                       drop_last=len(train_set) > spec.batch_size)
     test_batches = Batches(test_set, 256)
+    train_eval = Batches(train_set, 256)  # the criterion's full pass over the training subset
     steps_per_epoch = len(batches)
     run.dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run.dir / "checkpoint.pt"
@@ -204,6 +242,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
     traj: list[torch.Tensor] = []
     start_epoch, step, last_finite = 1, 0, float("nan")
     outcome = {"diverged": False, "epoch": None, "step": None, "last_finite_loss": None}
+    stopped = False  # the stopping criterion was met at the end of an epoch
     resumed = False
     try:
         ckpt = load_torch(ckpt_path)
@@ -267,17 +306,27 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
         if not math.isfinite(test_loss):
             outcome = {"diverged": True, "epoch": epoch, "step": step, "last_finite_loss": last_finite}
             break
+        # The criterion is the eval-mode loss over the whole training subset; the running mean of
+        # the epoch's mini-batch losses (free) decides whether that extra pass is worth making:
+        # it lags behind a falling loss, so within 4x of the target the full pass is taken.
+        if spec.stop_loss is not None and history[-1]["train_loss"] <= 4 * spec.stop_loss:
+            full_loss, full_acc = evaluate(model, train_eval, channels_last)
+            history[-1] |= {"train_loss_eval": full_loss, "train_acc_eval": full_acc}
+            stopped = full_loss <= spec.stop_loss
         save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "history": history, "traj_steps": traj_steps, "traj": traj,
                                "epoch": epoch, "step": step, "last_finite": last_finite})
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", test_acc=f"{test_acc:.3f}")
+        if stopped:
+            break
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < spec.epochs:
             bar.close()
             raise KeyboardInterrupt(f"stopped after epoch {epoch} as asked")
     bar.close()
 
     model = model.to(memory_format=torch.contiguous_format)
+    criterion = _criterion(spec, history, model, train_eval, outcome["diverged"], stopped)
     save_torch(run.dir / "model.pt", model.state_dict())
     save_torch(run.dir / "trajectory.pt", {"steps": traj_steps, "weights": torch.stack(traj)})
     metrics = {
@@ -286,6 +335,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
         "n_params": count_params(model), "n_train": len(train_set), "n_test": len(test_set),
         "steps_per_epoch": steps_per_epoch, "history": history, "outcome": outcome,
         "resumed": resumed, "train_seconds": sum(h["seconds"] for h in history),
+        "criterion": criterion,
     }
     write_json(run.dir / "metrics.json", metrics)
     ckpt_path.unlink(missing_ok=True)
