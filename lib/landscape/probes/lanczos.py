@@ -308,7 +308,8 @@ def conditioning(model: nn.Module, data: Iterable, k: int = 5, loss_fn: LossFn |
         negative; a lower bound on the Hessian's count, equal to ``k`` means "at least k"),
         ``n_computed``, ``ratio`` (``lambda_max / lambda_min`` or None), ``negative_ratio``
         (``|lambda_min| / lambda_max`` when ``lambda_min < 0`` and ``lambda_max > 0``, else
-        None), ``largest``/``smallest`` (lists, ascending), ``converged``, ``n_hvp``.
+        None), ``largest``/``smallest`` (lists, ascending), ``converged``, ``residual_max`` (the largest
+        residual ``||H y - theta y||`` of the reported Ritz pairs), ``n_hvp``.
 
     Raises:
         ValueError: for ``k < 1``, ``max_iter < 1``, ``tol <= 0`` or malformed ``data``.
@@ -339,5 +340,6 @@ def conditioning(model: nn.Module, data: Iterable, k: int = 5, loss_fn: LossFn |
         "largest": theta[m - kk:].tolist(),
         "smallest": theta[:kk].tolist(),
         "converged": bool(r.converged),
+        "residual_max": float(np.max(res[sel])) if len(sel) else float("nan"),
         "n_hvp": int(n_hvp),
     }
