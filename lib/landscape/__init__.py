@@ -6,7 +6,7 @@ iterable of ``(inputs, targets)`` batches), evaluate in eval mode, and restore t
 and weights afterwards. Studies are configured in YAML (:func:`load_study`) and trained with
 :func:`train_run` (cached by a hash of the configuration).
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import importlib
 import importlib.util
