@@ -8,7 +8,13 @@ PROFILE ?= quick
 CORES ?= 2
 STUDIES ?=
 PYTEST_ARGS ?=
+# A relative data root is made absolute here, once: the processes it is handed to (tests that
+# copy the repository elsewhere, Snakemake jobs) run in other folders, where it would mean
+# something else.
+ifdef LANDSCAPE_DATA
+override LANDSCAPE_DATA := $(abspath $(LANDSCAPE_DATA))
 export LANDSCAPE_DATA
+endif
 BIN := $(abspath $(VENV))/bin
 RUN := PATH="$(BIN):$$PATH"
 

@@ -11,6 +11,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A relative $LANDSCAPE_DATA means the folder relative to where pytest was started; made absolute
+# once, here, because tests hand the environment to processes that run elsewhere (a copy of the
+# repository), where the relative path would name another folder.
+if os.environ.get("LANDSCAPE_DATA"):
+    os.environ["LANDSCAPE_DATA"] = str(Path(os.environ["LANDSCAPE_DATA"]).expanduser().resolve())
+
 
 def _data_root() -> Path | None:
     for cand in (os.environ.get("LANDSCAPE_DATA"), REPO.parent / "shared" / "data", REPO / "data"):

@@ -269,7 +269,12 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
     todo = missing_probes(profile, studies)
     if not todo:
         return _runs_dir()
+    from .data import data_root as resolve_data_root
+
     cores = cores or os.cpu_count() or 1
+    # Absolute, resolved here where it is read: the workflow runs in the repository's folder,
+    # where a relative data root (argument, $LANDSCAPE_DATA or ./data) would mean another folder.
+    data = str(resolve_data_root(data_root))
     print(f"computing {len(todo)} missing configuration artefacts under profile {profile!r} "
           f"with {cores} cores (training and probes; cached runs are reused) ...", flush=True)
     # --force: a listed artefact is missing or stale (another profile), so it is always redone
@@ -278,9 +283,9 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
            "--quiet", "rules", "--force", "--config", f"profile={profile}"]
     if studies:
         cmd.append(f"studies=[{','.join(studies)}]")
-    if data_root:
-        cmd.append(f"data_root={data_root}")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd.append(f"data_root={data}")
+    env = dict(os.environ, LANDSCAPE_DATA=data,
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
