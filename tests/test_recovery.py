@@ -1,17 +1,27 @@
-"""The README's commands work as printed: a relative data root.
+"""The README's commands work as printed: a relative data root, and a rerun after a hard kill.
 
 * A relative ``LANDSCAPE_DATA`` is made absolute where it is read (Makefile, ``ensure_probes``)
   before any process that runs in another folder gets it.
+* ``python -m landscape workflow`` refuses while another run is live, recovers Snakemake's stale
+  lock after a ``kill -9``, and hands its own lock to Snakemake, which holds it while it runs.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+LIB_ENV = dict(os.environ, PYTHONPATH=str(REPO / "lib"))
+
+
+def _launch(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "landscape", "workflow", "--", *args], cwd=cwd,
+                          env=LIB_ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_makefile_hands_on_an_absolute_data_root(tmp_path):
@@ -52,3 +62,44 @@ def test_ensure_probes_hands_the_workflow_an_absolute_data_root(how, tmp_path, m
     want = str(tmp_path / ("data" if how == "default" else "rel/data"))
     assert cmd[-1] == f"data_root={want}" and kw["env"]["LANDSCAPE_DATA"] == want
     assert kw["cwd"] == report._repo_root()
+
+
+def test_the_launcher_refuses_while_another_run_holds_its_lock(tmp_path):
+    """(a) This process holds the launcher's flock: the launcher says so in one line, exits 2,
+    and leaves Snakemake's lock files (those of the live run) alone."""
+    meta = tmp_path / ".snakemake"
+    (meta / "locks").mkdir(parents=True)
+    lock = meta / "locks" / "0.output.lock"
+    lock.write_text("some/output\n")
+    with open(meta / "landscape-run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        out = _launch(["--cores", "1"], tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"error: another run of this workflow is in progress (pid {os.getpid()})")
+    assert len(out.stderr.splitlines()) == 1
+    assert lock.read_text() == "some/output\n" and sorted(os.listdir(meta / "locks")) == ["0.output.lock"]
+
+
+SNAKEFILE = """
+rule all:
+    output: "held.txt"
+    # a job of the run: is the launcher's lock held (by Snakemake, exec'd into) while it runs?
+    shell: "flock -n .snakemake/landscape-run.lock true && echo free > {output} || echo held > {output}"
+"""
+
+
+def test_the_launcher_recovers_a_stale_lock_and_snakemake_holds_its_lock(tmp_path):
+    """A stale Snakemake lock (its run is dead: nobody holds the launcher's lock) is removed with
+    one line, the run completes, and during the run the lock is held by Snakemake itself."""
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    (tmp_path / ".snakemake" / "locks").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "locks" / "0.output.lock").write_text(str(tmp_path / "held.txt") + "\n")
+    out = _launch(["--cores", "1", "--quiet"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("recovered a stale Snakemake lock left by an interrupted run") == 1
+    assert (tmp_path / "held.txt").read_text().strip() == "held"
+    assert not list((tmp_path / ".snakemake" / "locks").glob("*.lock"))
+    with open(tmp_path / ".snakemake" / "landscape-run.lock") as f:  # released at exit
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

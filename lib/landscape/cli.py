@@ -1,4 +1,4 @@
-"""Command line: ``python -m landscape {list,check,train,runs,stamp}``.
+"""Command line: ``python -m landscape {list,check,train,runs,stamp,workflow}``.
 
 Every expected failure (bad configuration or arguments, unknown name, missing or unreadable data,
 an artefacts folder that cannot be written) ends with one line on stderr, ``error: ...``, and exit
@@ -39,11 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stamp", help="copy an artefact's provenance into an executed notebook's metadata")
     st.add_argument("notebook", help="the executed notebook (.ipynb), rewritten atomically")
     st.add_argument("artefact", help="the JSON artefact it wrote (its 'provenance' field)")
+    wf = sub.add_parser("workflow", help="run Snakemake (args after --), recovering the stale lock "
+                                         "of an interrupted run and refusing while another runs")
+    wf.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then Snakemake's arguments")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "workflow":  # torch-free; on success the process becomes Snakemake
+        from .launch import run_workflow
+
+        rest = args.snakemake_args
+        return run_workflow(rest[1:] if rest[:1] == ["--"] else rest)
     try:
         if args.cmd == "stamp":  # torch-free: runs after every notebook the workflow executes
             from .stamp import stamp_from_artefact
