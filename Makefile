@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[report,test]"
 	touch $@
 
+# Through the launcher: after an interrupted run (even kill -9) the same command recovers the
+# stale Snakemake lock; while another run is live it refuses (exit status 2).
 report: setup
-	$(RUN) python -m snakemake -s workflow/Snakefile --cores $(CORES) --config profile=$(PROFILE) \
+	$(RUN) python -m landscape workflow -- -s workflow/Snakefile --cores $(CORES) --config profile=$(PROFILE) \
 	  $(if $(STUDIES),studies=[$(STUDIES)]) --rerun-incomplete --keep-going --quiet rules
 	@echo "site: $(abspath _build/html/index.html)"
 

@@ -2,18 +2,23 @@
 
 * A relative ``LANDSCAPE_DATA`` is made absolute where it is read (Makefile, ``ensure_probes``)
   before any process that runs in another folder gets it.
-* ``python -m landscape workflow`` refuses while another run is live, recovers Snakemake's stale
-  lock after a ``kill -9``, and hands its own lock to Snakemake, which holds it while it runs.
+* ``python -m landscape workflow`` (what ``make report`` and ``ensure_probes`` call) refuses
+  while another run is live, recovers Snakemake's stale lock after a ``kill -9``, and hands its
+  own lock to Snakemake, which holds it while it runs.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 LIB_ENV = dict(os.environ, PYTHONPATH=str(REPO / "lib"))
@@ -46,7 +51,8 @@ def test_the_test_suite_exports_an_absolute_data_root():
 @pytest.mark.parametrize("how", ["argument", "environment", "default"])
 def test_ensure_probes_hands_the_workflow_an_absolute_data_root(how, tmp_path, monkeypatch):
     """The Colab path: the workflow runs in the repository's folder, so ``ensure_probes`` passes
-    the data root resolved from the caller's folder, as ``data_root=`` and ``$LANDSCAPE_DATA``."""
+    the data root resolved from the caller's folder, as ``data_root=`` and ``$LANDSCAPE_DATA``,
+    through the launcher."""
     from landscape import report
 
     calls = []
@@ -61,7 +67,8 @@ def test_ensure_probes_hands_the_workflow_an_absolute_data_root(how, tmp_path, m
     (cmd, kw), = calls
     want = str(tmp_path / ("data" if how == "default" else "rel/data"))
     assert cmd[-1] == f"data_root={want}" and kw["env"]["LANDSCAPE_DATA"] == want
-    assert kw["cwd"] == report._repo_root()
+    assert cmd[1:5] == ["-m", "landscape", "workflow", "--"]
+    assert kw["cwd"] == report._repo_root() and "--rerun-incomplete" in cmd
 
 
 def test_the_launcher_refuses_while_another_run_holds_its_lock(tmp_path):
@@ -103,3 +110,40 @@ def test_the_launcher_recovers_a_stale_lock_and_snakemake_holds_its_lock(tmp_pat
     assert not list((tmp_path / ".snakemake" / "locks").glob("*.lock"))
     with open(tmp_path / ".snakemake" / "landscape-run.lock") as f:  # released at exit
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.slow
+def test_rerunning_make_report_after_a_hard_kill_completes(tmp_path, data_root):
+    """(b) The README's report command in a copy of the repository, killed with SIGKILL (whole
+    process group) while Snakemake holds its lock and a job runs, then the same command again:
+    it recovers the stale lock and completes. (Before the launcher: LockException.)"""
+    dst = copy_repo(tmp_path / "repo")
+    venv = Path(sys.prefix)
+    # -o: never (re)install from the copy into the venv the tests run in
+    cmd = ["make", "report", "PROFILE=smoke", "STUDIES=fmnist-batchnorm", f"LANDSCAPE_DATA={data_root}",
+           f"VENV={venv}", "-o", f"{venv}/.installed"]
+    env = dict(os.environ, PYTHONPATH=str(dst / "lib"))
+    for var in ("LANDSCAPE_ARTEFACTS", "LANDSCAPE_CONFIGS", "MAKEFLAGS", "MFLAGS"):
+        env.pop(var, None)
+    meta = dst / ".snakemake"
+    first = subprocess.Popen(cmd, cwd=dst, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (list(meta.glob("locks/*.lock")) and list(meta.glob("incomplete/*"))):
+            assert first.poll() is None, first.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no job started within 120 s"
+            time.sleep(0.2)
+        # meanwhile the same command again: refused by the lock the live Snakemake holds
+        second = subprocess.run(cmd, cwd=dst, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "error: another run of this workflow is in progress (pid " \
+            in second.stderr, second.stdout[-2000:] + second.stderr[-2000:]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the OOM killer / kill -9: no cleanup runs
+        first.wait()
+    assert list(meta.glob("locks/*.lock")), "the kill left no stale lock: nothing was tested"
+    again = subprocess.run(cmd, cwd=dst, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "recovered a stale Snakemake lock" in again.stdout
+    assert (dst / "book" / "runs" / "fmnist-batchnorm" / "summary.ipynb").exists()
+    assert not list(meta.glob("locks/*.lock"))

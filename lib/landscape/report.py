@@ -256,7 +256,8 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
 
     Raises:
         FileNotFoundError: the package is installed without its repository (no workflow).
-        RuntimeError: the workflow failed (its last lines in the message).
+        RuntimeError: the workflow failed, or another run of it is in progress in this clone
+            (its last lines in the message).
     """
     import os
     import sys
@@ -277,10 +278,14 @@ def ensure_probes(profile: str, studies: list[str] | None = None, data_root: str
     data = str(resolve_data_root(data_root))
     print(f"computing {len(todo)} missing configuration artefacts under profile {profile!r} "
           f"with {cores} cores (training and probes; cached runs are reused) ...", flush=True)
-    # --force: a listed artefact is missing or stale (another profile), so it is always redone
+    # Through the launcher (landscape.launch): a stale lock of an interrupted run is recovered,
+    # and a run already in progress in this clone is refused instead of raced.
+    # --force: a listed artefact is missing or stale (another profile), so it is always redone;
+    # --rerun-incomplete: so are the outputs of jobs an interrupted run left half-written;
     # the targets come first: --config takes every word after it
-    cmd = [sys.executable, "-m", "snakemake", *todo, "-s", str(snakefile), "--cores", str(cores),
-           "--quiet", "rules", "--force", "--config", f"profile={profile}"]
+    cmd = [sys.executable, "-m", "landscape", "workflow", "--", *todo, "-s", str(snakefile),
+           "--cores", str(cores), "--quiet", "rules", "--force", "--rerun-incomplete",
+           "--config", f"profile={profile}"]
     if studies:
         cmd.append(f"studies=[{','.join(studies)}]")
     cmd.append(f"data_root={data}")
