@@ -1,4 +1,5 @@
-"""Sharpness against closed forms on quadratics, and ASAM's invariance on a ReLU MLP."""
+"""Sharpness against closed forms on quadratics, and which kinds are invariant to the
+function-preserving rescaling T_alpha of a ReLU MLP."""
 import numpy as np
 import pytest
 import torch
@@ -6,6 +7,7 @@ from torch import nn
 
 from landscape.probes import sharpness
 from landscape.probes._testing import Quadratic, classification_data, quadratic_loss, spd_matrix, tiny_mlp
+from landscape.reparam import rescale_layers
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,14 +55,14 @@ def test_random_sharpness_matches_the_expected_increase_over_the_sphere():
     assert abs(s - mean) <= 4 * se, (s, mean, se)
 
 
-def test_keskar_sharpness_equals_the_separable_box_maximum():
+@pytest.mark.parametrize("eps", [1e-3, 5e-4, 1e-2])  # Keskar et al.'s 1e-3 and 5e-4
+def test_keskar_sharpness_equals_the_separable_box_maximum(eps):
     # diagonal A with curvature of both signs, away from the minimum: the box maximum is
     # separable, and for negative curvature it is interior (L-BFGS-B must find it)
     lam = np.array([3.0, 1.0, 0.5, -0.5, -2.0, 0.0])
     w_star = np.zeros(6)
-    w = np.array([0.01, -0.02, 0.5, 0.001, -0.004, 1.0])
+    w = np.array([0.01, -0.02, 0.5, 0.001, -0.004, 1.0]) * (eps / 0.01)  # interior optima exist
     q = Quadratic(np.diag(lam), w_star, c=0.2, w0=w)
-    eps = 0.01
     b = eps * (np.abs(w) + 1)
     u = w - w_star
     best = []
@@ -70,7 +72,8 @@ def test_keskar_sharpness_equals_the_separable_box_maximum():
     base = q.value(w)
     expected = 100 * (q.c + sum(best) - base) / (1 + base)
     s = sharpness(q, DUMMY, rho=eps, kind="keskar", loss_fn=quadratic_loss(q))
-    assert s == pytest.approx(expected, rel=1e-6)
+    # to 1e-6 relative, or 1e-9 nats of loss rise (L-BFGS-B's default ftol stops it there)
+    assert s == pytest.approx(expected, rel=1e-6, abs=100 * 1e-9 / (1 + base))
 
 
 def relu_mlp() -> nn.Module:
@@ -88,13 +91,51 @@ def test_adaptive_sharpness_is_invariant_to_relu_rescaling_but_sam_is_not():
     with torch.no_grad():
         x = data[0][0]
         torch.testing.assert_close(a(x), b(x))
-    kw = dict(rho=0.5, steps=5, eta=0.0)
+    kw = dict(rho=0.5, steps=5)  # the default eta = 0
     sa = sharpness(a, data, kind="adaptive", **kw)
     sb = sharpness(b, data, kind="adaptive", **kw)
     assert sa == pytest.approx(sb, rel=1e-9)
     sam_a = sharpness(a, data, rho=0.05, kind="sam", steps=5)
     sam_b = sharpness(b, data, rho=0.05, kind="sam", steps=5)
     assert abs(sam_a - sam_b) > 0.05 * abs(sam_a)
+
+
+def test_adaptive_sharpness_at_the_default_eta_is_invariant_under_t_alpha_and_asams_eta_is_not():
+    data, a = classification_data(), relu_mlp()
+    b = rescale_layers(a, 10.0)  # T_alpha, alpha = 10: layer 1 x 10, layer 2 / 10
+    with torch.no_grad():
+        torch.testing.assert_close(a(data[0][0]), b(data[0][0]))
+    kw = dict(rho=0.5, steps=5, kind="adaptive")
+    sa, sb = sharpness(a, data, **kw), sharpness(b, data, **kw)
+    assert sa > 0 and sb == pytest.approx(sa, rel=1e-6)
+    # ASAM's eta = 0.01 is comparable to the shrunk layer's weights (mean |w| 0.012 after / 10):
+    # the offset, not the landscape, moves the number
+    old_a, old_b = (sharpness(m, data, eta=0.01, **kw) for m in (a, b))
+    assert abs(old_b - old_a) > 0.1 * old_a, (old_a, old_b)
+
+
+def test_adaptive_sharpness_at_eta_zero_never_perturbs_zero_weights():
+    # one coordinate of the quadratic sits at w = 0: its ball radius is 0, so the maximum is the
+    # closed form of the other coordinates alone
+    lam = np.array([3.0, 2.0, 1.0])
+    w = np.array([0.0, 1.0, -2.0])
+    q = Quadratic(np.diag(lam), w, w0=w)  # at the minimum
+    rho = 0.1
+    t = np.abs(w)
+    expected = 0.5 * rho ** 2 * np.max(lam * t ** 2)  # diagonal: max_k lam_k t_k^2
+    s = sharpness(q, DUMMY, rho=rho, kind="adaptive", steps=60, loss_fn=quadratic_loss(q))
+    assert s == pytest.approx(expected, rel=1e-8)
+    # all weights zero: the ball is the single point w, the sharpness 0
+    z = Quadratic(np.diag(lam), np.zeros(3))
+    assert sharpness(z, DUMMY, rho=rho, kind="adaptive", loss_fn=quadratic_loss(z)) == 0.0
+
+
+def test_keskar_sharpness_is_not_invariant_under_t_alpha_and_grows_without_bound():
+    data, a = classification_data(), relu_mlp()
+    vals = [sharpness(rescale_layers(a, alpha), data, rho=1e-3, kind="keskar")
+            for alpha in (1.0, 10.0, 100.0)]
+    assert vals[0] > 0 and vals[0] < vals[1] < vals[2], vals
+    assert vals[2] > 10 * vals[0], vals  # the same function, a tenfold "sharper" minimum
 
 
 def test_several_ascent_steps_find_at_least_sams_one_step_increase():

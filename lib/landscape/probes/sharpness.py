@@ -9,22 +9,43 @@ trainable parameters (``requires_grad``) with the model in eval mode (BN running
     ``e <- P_ball(e + step_size * rho * g(w+e) / ||g(w+e)||)`` for ``steps`` steps; the largest
     loss seen is reported, so it is never below SAM's one-step value. On a quadratic at its
     minimum the answer is ``rho^2 lambda_max / 2``.
-``"adaptive"`` (Kwon et al. 2021, "ASAM"):
-    ``max_{||e / t||_2 <= rho} L(w + e) - L(w)`` with ``t = |w| + eta`` elementwise; the same
-    ascent in the rescaled variable ``e / t``. Invariant to rescaling a layer's weights (up to
-    ``eta``), unlike ``"sam"``.
+``"adaptive"`` (Kwon et al. 2021, "ASAM"; with ``eta = 0`` as in Andriushchenko et al. 2023,
+    "A modern look at the relationship between sharpness and generalization"):
+    ``max_{||e / t||_2 <= rho} L(w + e) - L(w)`` with ``t = |w| + eta`` elementwise, in nats;
+    the same ascent in the rescaled variable ``e / t``. ``rho`` is dimensionless: the vector of
+    relative changes ``e_i / |w_i|`` has Euclidean norm at most ``rho`` (so no weight moves by
+    more than ``rho`` times its size).
+    Default ``eta = 0``: ASAM's ``eta = 0.01`` is about half a typical first-layer MNIST weight
+    (default init: mean ``|w|`` = 0.018), so it is not a small offset, and after a rescaling
+    ``T_alpha`` (below) it dominates ``t`` on the shrunk layer and the number measures ``eta``.
+    A weight that is exactly 0 has ``t_i = 0`` at ``eta = 0``: its ball radius is 0 and it is
+    never perturbed (its scale is 0, so no relative perturbation of it exists). Where
+    ``t * g = 0`` (a stationary point) the ascent starts from a random direction; where every
+    ``t_i = 0`` the ball is the single point ``w`` and the sharpness is 0.
 ``"random"``:
     ``E_u[L(w + rho u)] - L(w)`` for ``u`` uniform on the unit sphere (a Gaussian draw
     normalised to length rho), averaged over ``n_draws`` draws: the average-case counterpart,
     ``rho^2 tr(H) / (2 n)`` to second order.
-``"keskar"`` (Keskar et al. 2017, "On Large-Batch Training ... Sharp Minima", metric 2.1 with
-    ``A = I_n``): ``100 * (max_{|e_i| <= rho (|w_i| + 1)} L(w + e) - L(w)) / (1 + L(w))``, a
-    percentage; maximised with L-BFGS-B (``steps`` iterations; they used 10) from the box corner
-    along the gradient's sign.
+``"keskar"`` (Keskar et al. 2017, "On Large-Batch Training for Deep Learning: Generalization
+    Gap and Sharp Minima", metric 2.1 with ``A = I_n``):
+    ``100 * (max_{|e_i| <= rho (|w_i| + 1)} L(w + e) - L(w)) / (1 + L(w))``, a percentage;
+    ``rho`` is their epsilon (they used 1e-3 and 5e-4). Maximised with L-BFGS-B (``steps``
+    iterations; they used 10) from the box corner along the gradient's sign. The box is large
+    in high dimension: its corner lies ``rho * ||(|w| + 1)||_2 >= rho sqrt(n)`` from ``w``
+    (0.65 for ``rho = 1e-3`` and the 422k-parameter CNN), so values of hundreds of percent are
+    normal for networks.
 
-Reparametrisation: only ``"adaptive"`` is invariant to the layer rescalings that leave a ReLU
-network's function unchanged (Dinh et al. 2017, "Sharp Minima Can Generalize For Deep Nets");
-``"sam"`` and ``"random"`` are not; ``"keskar"``'s box scales with ``|w| + 1``, only partly.
+Reparametrisation. ``T_alpha`` multiplies one layer's weights and bias by ``alpha > 0`` and the
+next layer's weights by ``1 / alpha`` (:func:`landscape.reparam.rescale_layers`); with a ReLU
+between them the function, hence every loss, is unchanged (Dinh et al. 2017, "Sharp Minima Can
+Generalize For Deep Nets"). ``"adaptive"`` at ``eta = 0`` is exactly invariant: ``T_alpha`` is a
+diagonal linear map and ``t = |w|`` scales with it, so it maps the ball at ``w`` onto the ball at
+``T_alpha w`` (with ``eta > 0`` it is not: ASAM's ``eta = 0.01`` changes by 25 % at
+``alpha = 10`` on the tests' ReLU MLP). ``"sam"`` and ``"random"`` are not invariant.
+``"keskar"`` is not invariant either: its box keeps a half-width of at least ``rho`` on the
+layer scaled by ``1 / alpha``, whose weights shrink like ``1 / alpha``, so the relative
+perturbation there grows like ``alpha`` and the value can be driven arbitrarily high (tests: at
+``rho = 1e-3`` it grows 47-fold from ``alpha = 1`` to 100).
 """
 from __future__ import annotations
 
@@ -111,7 +132,7 @@ def _keskar(model, params, w0, passes, loss_fn, rho, steps, gen, g0):
 
 def sharpness(model: nn.Module, data: Iterable, rho: float = 0.05, kind: str = "sam",
               steps: int | None = None, seed: int = 0, *, loss_fn: LossFn | None = None,
-              step_size: float = 1.0, eta: float = 0.01, n_draws: int = 20) -> float:
+              step_size: float = 1.0, eta: float = 0.0, n_draws: int = 20) -> float:
     """Sharpness of the loss at the model's weights (see the module docstring for formulas).
 
     Measures the rise of the sample-weighted mean loss over all of ``data`` under a bounded
@@ -124,8 +145,9 @@ def sharpness(model: nn.Module, data: Iterable, rho: float = 0.05, kind: str = "
     Args:
         model: the network.
         data: iterable of ``(inputs, targets)`` batches.
-        rho: radius (``"sam"``, ``"random"``), radius in rescaled units (``"adaptive"``; ASAM
-            uses 0.5-2), or Keskar's epsilon (they used 1e-3 and 5e-4).
+        rho: radius (``"sam"``, ``"random"``; parameter units), radius in units of ``|w|``
+            (``"adaptive"``), or Keskar's epsilon (``"keskar"``; they used 1e-3 and 5e-4 --
+            pass it, the default 0.05 is SAM's).
         kind: ``"sam"``, ``"adaptive"``, ``"random"`` or ``"keskar"``.
         steps: ascent steps (``"sam"``/``"adaptive"``, default 20; each one gradient over
             ``data``) or L-BFGS-B iterations (``"keskar"``, default 10); unused by ``"random"``.
@@ -133,7 +155,8 @@ def sharpness(model: nn.Module, data: Iterable, rho: float = 0.05, kind: str = "
             ``"random"`` draws.
         loss_fn: ``loss_fn(outputs, targets)`` -> batch-mean loss; None = cross-entropy.
         step_size: ascent step in units of the radius (``"sam"``/``"adaptive"``).
-        eta: ASAM's offset in ``t = |w| + eta``.
+        eta: ASAM's offset in ``t = |w| + eta``; default 0, the reparametrisation-invariant
+            choice (zero weights are then not perturbed).
         n_draws: perturbations averaged by ``"random"``.
 
     Returns:
