@@ -1,11 +1,15 @@
-"""Sharpness against closed forms on quadratics, and which kinds are invariant to the
-function-preserving rescaling T_alpha of a ReLU MLP."""
+"""Sharpness against closed forms on quadratics, its standard error and first-order term, and
+which kinds are invariant to the function-preserving rescaling T_alpha of a ReLU MLP."""
+import doctest
+import importlib
+
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import brentq
 from torch import nn
 
-from landscape.probes import sharpness
+from landscape.probes import sharpness, sharpness_estimate
 from landscape.probes._testing import Quadratic, classification_data, quadratic_loss, spd_matrix, tiny_mlp
 from landscape.reparam import rescale_layers
 
@@ -71,9 +75,13 @@ def test_keskar_sharpness_equals_the_separable_box_maximum(eps):
         best.append(max(0.5 * li * (ui + y) ** 2 for y in cands))
     base = q.value(w)
     expected = 100 * (q.c + sum(best) - base) / (1 + base)
-    s = sharpness(q, DUMMY, rho=eps, kind="keskar", loss_fn=quadratic_loss(q))
+    est = sharpness_estimate(q, DUMMY, rho=eps, kind="keskar", loss_fn=quadratic_loss(q))
     # to 1e-6 relative, or 1e-9 nats of loss rise (L-BFGS-B's default ftol stops it there)
-    assert s == pytest.approx(expected, rel=1e-6, abs=100 * 1e-9 / (1 + base))
+    assert est.value == pytest.approx(expected, rel=1e-6, abs=100 * 1e-9 / (1 + base))
+    # first-order term: the box corner along sign(g), g = A (w - w*)
+    g = lam * u
+    assert est.first_order == pytest.approx(100 * np.sum(b * np.abs(g)) / (1 + base), rel=1e-12)
+    assert np.isnan(est.stderr) and est.method == "keskar"
 
 
 def relu_mlp() -> nn.Module:
@@ -136,6 +144,100 @@ def test_keskar_sharpness_is_not_invariant_under_t_alpha_and_grows_without_bound
             for alpha in (1.0, 10.0, 100.0)]
     assert vals[0] > 0 and vals[0] < vals[1] < vals[2], vals
     assert vals[2] > 10 * vals[0], vals  # the same function, a tenfold "sharper" minimum
+
+
+def test_keskar_at_their_epsilon_is_close_to_its_first_order_term_on_a_tiny_mlp():
+    # at eps = 1e-3 the box is so small that the loss is nearly linear in it: the maximum is
+    # the corner along sign(g) plus a second-order correction of relative size ~1e-2
+    model, data = relu_mlp(), classification_data()
+    est = sharpness_estimate(model, data, rho=1e-3, kind="keskar")
+    assert est.first_order > 0
+    assert est.value == pytest.approx(est.first_order, rel=0.05)
+
+
+def trust_region_max(A, g, rho):
+    """max_{||e|| <= rho} g.e + e^T A e / 2 for symmetric A: e = (mu I - A)^{-1} g, ||e|| = rho."""
+    lam, V = np.linalg.eigh(A)
+    gh = V.T @ g
+    mu = brentq(lambda m: np.sum((gh / (m - lam)) ** 2) - rho ** 2,
+                lam[-1] + 1e-12 * (1 + abs(lam[-1])), lam[-1] + np.linalg.norm(g) / rho + 1.0)
+    e = gh / (mu - lam)
+    return gh @ e + 0.5 * np.sum(lam * e ** 2)
+
+
+@pytest.mark.parametrize("offset", [0.01, 0.1, 1.0])  # ||g|| from below to far above rho lambda_max
+def test_sam_sharpness_away_from_a_minimum_is_the_trust_region_maximum_beside_rho_grad_norm(offset):
+    q0 = at_minimum()
+    rng = np.random.default_rng(1)
+    w = q0.w_star.numpy() + offset * rng.standard_normal(len(LAM))
+    q = Quadratic(q0.A.numpy(), q0.w_star.numpy(), c=0.3, w0=w)
+    A, rho = q.A.numpy(), 0.05
+    g = A @ (w - q.w_star.numpy())
+    est = sharpness_estimate(q, DUMMY, rho=rho, kind="sam", steps=100, loss_fn=quadratic_loss(q))
+    assert est.first_order == pytest.approx(rho * np.linalg.norm(g), rel=1e-12)
+    assert est.value == pytest.approx(trust_region_max(A, g, rho), rel=1e-8)
+    # rho ||g|| <= S <= rho ||g|| + rho^2 lambda_max / 2
+    assert est.first_order <= est.value * (1 + 1e-12)
+    assert est.value <= est.first_order + 0.5 * rho ** 2 * LAM.max() + 1e-12
+    assert np.isnan(est.stderr) and est.n_samples == 0 and est.method == "sam"
+    if np.linalg.norm(g) > 10 * rho * LAM.max():  # the gradient regime: SAM measures ||g||
+        assert est.value / est.first_order < 1.05
+
+
+def test_adaptive_first_order_term_is_rho_times_the_scaled_gradient_norm():
+    lam = np.array([3.0, 2.0, 1.0])
+    w_star, w = np.zeros(3), np.array([0.5, -1.0, 2.0])
+    q = Quadratic(np.diag(lam), w_star, w0=w)
+    est = sharpness_estimate(q, DUMMY, rho=0.1, kind="adaptive", loss_fn=quadratic_loss(q))
+    assert est.first_order == pytest.approx(0.1 * np.linalg.norm(np.abs(w) * lam * w), rel=1e-12)
+
+
+def sphere_moments(A, rho, g=None):
+    """Mean and variance of rho g.u + rho^2 u^T A u / 2 for u uniform on the unit sphere."""
+    n = A.shape[0]
+    mean = 0.5 * rho ** 2 * np.trace(A) / n
+    var_q = 2 * (n * np.trace(A @ A) - np.trace(A) ** 2) / (n ** 2 * (n + 2))
+    var = 0.25 * rho ** 4 * var_q + (0 if g is None else rho ** 2 * (g @ g) / n)
+    return mean, var  # g.u and u^T A u are uncorrelated (odd vs even in u)
+
+
+def test_random_sharpness_stderr_matches_the_exact_sampling_spread():
+    q = at_minimum()
+    rho, draws = 0.2, 2000
+    mean, var = sphere_moments(q.A.numpy(), rho)
+    est = sharpness_estimate(q, DUMMY, rho=rho, kind="random", n_draws=draws,
+                             loss_fn=quadratic_loss(q))
+    assert est.stderr == pytest.approx(np.sqrt(var / draws), rel=0.15)
+    assert abs(est.value - mean) <= 4 * est.stderr
+    assert est.n_samples == draws and est.first_order == 0.0 and est.method == "random"
+    assert est.value == sharpness(q, DUMMY, rho=rho, kind="random", n_draws=draws,
+                                  loss_fn=quadratic_loss(q))
+
+
+def test_random_sharpness_interval_covers_the_truth_over_seeds_away_from_a_minimum():
+    # away from the minimum the first-order term rho g.u dominates the spread, not the mean
+    q0 = at_minimum()
+    w = q0.w_star.numpy() + 0.1
+    q = Quadratic(q0.A.numpy(), q0.w_star.numpy(), w0=w)
+    g = q.A.numpy() @ (w - q.w_star.numpy())
+    rho = 0.2
+    mean, var = sphere_moments(q.A.numpy(), rho, g)
+    z = []
+    for seed in range(40):
+        est = sharpness_estimate(q, DUMMY, rho=rho, kind="random", seed=seed,
+                                 loss_fn=quadratic_loss(q))  # the default 20 draws
+        z.append((est.value - mean) / est.stderr)
+    z = np.abs(z)
+    assert np.mean(z <= 2) >= 0.8, z
+    assert np.mean(z <= 0.25) <= 0.5, z
+    one = sharpness_estimate(q, DUMMY, rho=rho, kind="random", n_draws=1, loss_fn=quadratic_loss(q))
+    assert np.isnan(one.stderr)
+
+
+def test_sharpness_module_examples_run_as_written():
+    mod = importlib.import_module("landscape.probes.sharpness")
+    result = doctest.testmod(mod)
+    assert result.attempted >= 10 and result.failed == 0
 
 
 def test_several_ascent_steps_find_at_least_sams_one_step_increase():

@@ -12,7 +12,7 @@ Modules, in reading order:
     lanczos       hessian_eigenvalues, conditioning (Lanczos, full reorthogonalisation)
     hutchpp       hessian_trace (Hutch++, Meyer et al. 2021)
     slq           hessian_density (stochastic Lanczos quadrature, Ubaru et al. 2017)
-    sharpness     sharpness: sam, adaptive, random, keskar
+    sharpness     sharpness, sharpness_estimate: sam, adaptive, random, keskar
     connectivity  interpolate, barrier, bezier_curve (Garipov et al. 2018)
     trajectory    pca_directions (Li et al. 2018)
     gradients     gradient_norms
@@ -24,7 +24,7 @@ from .gradients import gradient_norms
 from .hutchpp import Estimate, hessian_trace
 from .hvp import HessianOperator
 from .lanczos import Spectrum, conditioning, hessian_eigenvalues
-from .sharpness import sharpness
+from .sharpness import sharpness, sharpness_estimate
 from .slq import Density, hessian_density
 from .surface import evaluate_loss, loss_surface
 from .trajectory import PCADirections, pca_directions
@@ -34,7 +34,7 @@ __all__ = [
     "loss_surface", "evaluate_loss",
     "HessianOperator", "hessian_eigenvalues", "Spectrum", "conditioning",
     "hessian_trace", "Estimate", "hessian_density", "Density",
-    "sharpness",
+    "sharpness", "sharpness_estimate",
     "interpolate", "barrier", "bezier_curve", "BezierCurve",
     "pca_directions", "PCADirections",
     "gradient_norms", "flatten_params",

@@ -40,10 +40,14 @@ class Estimate:
 
     Attributes:
         value: the estimate.
-        stderr: its standard error (sample std of the stochastic part / sqrt(samples)).
-        n_hvp: Hessian-vector products used.
-        method: ``"hutchpp"`` or ``"hutchinson"``.
+        stderr: its standard error (sample std of the stochastic part / sqrt(samples)); NaN
+            where the number has no sampling error to report (a deterministic ascent, see
+            :func:`~landscape.probes.sharpness.sharpness_estimate`, or a single sample).
+        n_hvp: Hessian-vector products used (0 for sharpness, which uses gradients).
+        method: ``"hutchpp"``, ``"hutchinson"``, or the sharpness kind.
         n_samples: number of random probes behind ``stderr``.
+        first_order: sharpness only: the rise the same perturbation set gives to the linearised
+            loss, e.g. ``rho * ||g||`` for ``"sam"`` (None for traces).
     """
 
     value: float
@@ -51,6 +55,7 @@ class Estimate:
     n_hvp: int
     method: str
     n_samples: int
+    first_order: float | None = None
 
 
 def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = None,
