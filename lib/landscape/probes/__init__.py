@@ -10,7 +10,8 @@ Modules, in reading order:
     surface       loss_surface (1D/2D), evaluate_loss
     hvp           HessianOperator: exact Hessian-vector products over a dataset
     lanczos       hessian_eigenvalues, conditioning (Lanczos, full reorthogonalisation)
-    hutchpp       hessian_trace (Hutch++, Meyer et al. 2021)
+    hutchpp       hessian_trace (Hutch++, Meyer et al. 2021; XTrace, Hutchinson), Estimate
+    xtrace        xtrace (Epperly, Tropp & Webber 2024), used by hessian_trace(method="xtrace")
     slq           hessian_density (stochastic Lanczos quadrature, Ubaru et al. 2017)
     sharpness     sharpness, sharpness_estimate: sam, adaptive, random, keskar
     connectivity  interpolate, barrier, bezier_curve (Garipov et al. 2018)

@@ -1,4 +1,5 @@
-"""Hessian trace by Hutch++ (Meyer, Musco, Musco & Woodruff 2021), or plain Hutchinson.
+"""Hessian trace by Hutch++ (Meyer, Musco, Musco & Woodruff 2021), XTrace (Epperly, Tropp &
+Webber 2024) or plain Hutchinson.
 
 Hutch++ spends a budget of ``m`` Hessian-vector products in three thirds:
 
@@ -10,7 +11,15 @@ deflated remainder, so the estimate is unbiased and its variance only involves t
 norm of the *deflated* Hessian (O(1/m) error instead of Hutchinson's O(1/sqrt(m)) when the
 spectrum is dominated by a few outliers, as Hessians of networks are). The standard error is the
 sample standard deviation of the ``g_i^T P H P g_i`` over sqrt(m/3): the low-rank part carries
-no sampling noise given Q.
+no sampling noise given Q. Since ``E[estimate | Q] = tr(H)`` exactly, the variance of the estimate
+is the mean over Q of this conditional variance, so the standard error is honest (the tests check
+it against the spread over seeds on quadratics of known spectrum).
+
+XTrace (``method="xtrace"``, :mod:`landscape.probes.xtrace`) spends ``m/2`` products on a sketch
+and ``m/2`` on its image and re-uses every probe both as a sketch vector and as a residual probe
+(leave one out). At equal budgets its root-mean-square error over 50 seeds was 1.4-1.9x below
+Hutch++'s at 30 products and 1.5-3.2x below at 60, on spectra of n = 400 with 5 or 20 large
+outliers over a bulk in [0, 1] or [-0.3, 1] (``tests/test_probes_trace.py``).
 
 Plain Hutchinson (Hutchinson 1989): ``tr(H) ~= mean_i z_i^T H z_i``, z Rademacher, standard error
 ``std / sqrt(m)``. Use all products of a run rather than an early-stopping rule (the anchors'
@@ -26,12 +35,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ._common import LossFn, check_choice, check_int, check_model, probe_state
+from ._common import LossFn, as_generator, check_choice, check_int, check_model, probe_state
 from .hvp import HessianOperator
+from .xtrace import xtrace
 
 __all__ = ["Estimate", "hessian_trace"]
 
-METHODS = ("hutchpp", "hutchinson")
+METHODS = ("hutchpp", "xtrace", "hutchinson")
+_MIN_PROBES = {"hutchpp": 6, "xtrace": 4, "hutchinson": 2}
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class Estimate:
             where the number has no sampling error to report (a deterministic ascent, see
             :func:`~landscape.probes.sharpness.sharpness_estimate`, or a single sample).
         n_hvp: Hessian-vector products used (0 for sharpness, which uses gradients).
-        method: ``"hutchpp"``, ``"hutchinson"``, or the sharpness kind.
+        method: ``"hutchpp"``, ``"xtrace"``, ``"hutchinson"``, or the sharpness kind.
         n_samples: number of random probes behind ``stderr``.
         first_order: sharpness only: the rise the same perturbation set gives to the linearised
             loss, e.g. ``rho * ||g||`` for ``"sam"`` (None for traces).
@@ -69,9 +80,13 @@ def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
     its mode and weights are restored afterwards.
 
     Method: Hutch++ (Meyer et al. 2021, "Hutch++: Optimal Stochastic Trace Estimation") with
-    Rademacher probes, or Hutchinson (1989); see the module docstring for the formulas. The
-    standard error comes from the Hutchinson part (for Hutch++: of the deflated remainder), so
-    it shrinks like ``1/sqrt(n_probes)`` or faster.
+    Rademacher probes, XTrace (Epperly et al. 2024, "XTrace: making the most of every sample in
+    stochastic trace estimation") with Gaussian probes, or Hutchinson (1989); see the module
+    docstrings for the formulas. The standard error comes from the Hutchinson part (for Hutch++:
+    of the deflated remainder; for XTrace: the spread of its leave-one-out estimates), so it
+    shrinks like ``1/sqrt(n_probes)`` or faster. The default budget is 60 products: the error bar
+    then rests on 20 residual samples (Hutch++) or 30 leave-one-out estimates (XTrace); with
+    fewer than 30 products it rests on under 10 and is itself too noisy to read.
 
     Args:
         model: the network.
@@ -79,8 +94,9 @@ def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
         loss_fn: ``loss_fn(outputs, targets)`` -> batch-mean loss; None = cross-entropy.
         n_probes: budget of Hessian-vector products. Hutch++ uses ``3 * (n_probes // 3)`` of
             them (a third each for the sketch, its trace and the residual probes) and needs at
-            least 6; Hutchinson uses all of them and needs at least 2.
-        method: ``"hutchpp"`` or ``"hutchinson"``.
+            least 6; XTrace uses ``2 * (n_probes // 2)``, needs at least 4 and fewer than twice
+            the number of parameters; Hutchinson uses all of them and needs at least 2.
+        method: ``"hutchpp"``, ``"xtrace"`` or ``"hutchinson"``.
         seed: seed of the random probes.
         reuse_graph: keep first-order graphs between products (faster, more memory);
             None: automatic, as in :class:`HessianOperator`.
@@ -89,23 +105,34 @@ def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
         :class:`Estimate` with ``value``, ``stderr``, ``n_hvp``.
 
     Raises:
-        ValueError: if ``method`` is not ``"hutchpp"``/``"hutchinson"``, ``n_probes`` is below
-            the method's minimum, ``seed`` is negative, or ``data`` is malformed.
+        ValueError: if ``method`` is not one of ``METHODS``, ``n_probes`` is below the method's
+            minimum (or too large for XTrace), ``seed`` is negative, or ``data`` is malformed.
 
-    Example:
-        >>> est = hessian_trace(model, batches, n_probes=60)
-        >>> f"{est.value:.3g} +- {est.stderr:.2g}"
+    Example (a quadratic "model" with Hessian spectrum {4, 2, 1, 0.5, 0, 0}, trace 7.5; with
+    rank 4 below the sketch size, Hutch++ and XTrace are exact):
+        >>> import torch
+        >>> from landscape.probes._testing import Quadratic, quadratic_loss, spd_matrix
+        >>> q = Quadratic(spd_matrix([4.0, 2.0, 1.0, 0.5, 0.0, 0.0]), torch.zeros(6))
+        >>> data = [(torch.zeros(1, 1), torch.zeros(1))]
+        >>> est = hessian_trace(q, data, loss_fn=quadratic_loss(q), n_probes=18)
+        >>> round(est.value, 6), est.n_hvp, est.n_samples
+        (7.5, 18, 6)
+        >>> est = hessian_trace(q, data, loss_fn=quadratic_loss(q), n_probes=10, method="xtrace")
+        >>> round(est.value, 6), est.n_hvp, est.n_samples
+        (7.5, 10, 5)
     """
     # hessian-eigenthings is imported here so the rest of the probes work without it.
     from hessian_eigenthings import hutch_plus_plus, hutchinson
 
     check_model(model)
     check_choice("method", method, METHODS)
-    check_int("n_probes", n_probes, 6 if method == "hutchpp" else 2)
-    check_int("seed", seed, 0)
+    check_int("n_probes", n_probes, _MIN_PROBES[method])
+    gen = as_generator(seed)
     with probe_state(model):
         op = HessianOperator(model, data, loss_fn, reuse_graph=reuse_graph)
-        if method == "hutchpp":
+        if method == "xtrace":
+            r = xtrace(op, n_probes, gen)
+        elif method == "hutchpp":
             r = hutch_plus_plus(op, num_matvecs=n_probes, seed=seed)
         else:
             r = hutchinson(op, num_samples=n_probes, distribution="rademacher", seed=seed)
