@@ -43,6 +43,10 @@ def test_caption_names_runs_commit_versions_subsets_and_bn_mode():
     for part in ("aaaaaaaaaaaa, bbbbbbbbbbbb, cccccccccccc", "commit c0ffee", "landscape 0.2.0",
                  "torch 2.5", "profile quick", "probe subset 1000/256", "(Hessian 500/64)", "BN eval mode"):
         assert part in text, part
+    assert "of each run's own training examples" in text
+    stated = report.caption(dict(A, stop_loss=0.05, max_epochs=12, bn_stats="recomputed"))
+    assert "trained to loss ≤ 0.05 or 12 epochs" in stated  # the training state it was measured at
+    assert "BN eval mode, running statistics recomputed on the probe subset" in stated
     many = dict(A, keys=[f"{i:012x}" for i in range(10)])
     assert "+4 more" in report.caption(many) and "\n" not in report.caption(many)
 

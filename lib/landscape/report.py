@@ -98,7 +98,11 @@ def provenance(study: Study, runs=(), **extra: Any) -> dict:
         "numpy": numpy.__version__, "python": platform.python_version(),
         "eval_subset": study.budget.eval_subset,
         "hessian_subset": study.budget.hessian_subset or study.budget.eval_subset,
-        "bn_mode": study.probes.bn_mode, **extra,
+        "bn_mode": study.probes.bn_mode,
+        # the one BN policy of every probe (see notebooks/q2_landscape.ipynb and subsets.py)
+        "bn_stats": "recomputed on the probe subset where not the weights' own",
+        "stop_loss": runs[0].train.stop_loss if runs else None,
+        "max_epochs": runs[0].train.epochs if runs else None, **extra,
     }
     _SOURCES.append(prov)
     return prov
@@ -154,8 +158,12 @@ def caption(prov: dict, max_keys: int = 6) -> str:
     return (f"runs {shown or 'none'} · commit {_short(prov.get('git_commit'))} · landscape "
             f"{_short(prov.get('landscape'))}, torch {_short(prov.get('torch'))} · profile "
             f"{_short(prov.get('profile'))} · probe subset {_short(prov.get('eval_subset'))} "
-            f"(Hessian {_short(prov.get('hessian_subset'))}) training examples · BN "
-            f"{_short(prov.get('bn_mode'))} mode")
+            f"(Hessian {_short(prov.get('hessian_subset'))}) of each run's own training examples · "
+            + (f"trained to loss ≤ {_short(prov.get('stop_loss'))} or {_short(prov.get('max_epochs'))} "
+               "epochs · " if prov.get("stop_loss") is not None else "")
+            + f"BN {_short(prov.get('bn_mode'))} mode, running statistics "
+            + ("recomputed on the probe subset where not the weights' own" if prov.get("bn_stats")
+               else "as trained"))
 
 
 def glue_provenance(key: str = "provenance") -> str:
