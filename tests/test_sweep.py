@@ -186,7 +186,8 @@ def test_q3_population_is_a_sweep_file_of_over_a_hundred_configurations_in_paper
     assert "q3-population" not in list_studies(profile="quick") + list_studies(profile="smoke")
     with pytest.raises(ConfigError, match="runs only under the profile"):
         load_study("q3-population", "quick")
-    # the workflow plans one training job per model without any code change (dry run)
+    # the workflow plans one training job per configuration (its seeds in one process) and one
+    # probe job per configuration, without any code change (dry run)
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", "workflow/Snakefile", "--dry-run",
                           "--quiet", "rules", "--config", "profile=paper", "studies=[q3-population]",
@@ -195,4 +196,4 @@ def test_q3_population_is_a_sweep_file_of_over_a_hundred_configurations_in_paper
     assert out.returncode == 0, out.stderr[-3000:]
     counts = dict(line.split()[:2] for line in out.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert int(counts["train"]) == len(s.runs) and int(counts["probe_notebook"]) == len(s.configs)
+    assert int(counts["train"]) == len(s.configs) and int(counts["probe_notebook"]) == len(s.configs)

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument("--seed", type=int, help="only this seed")
             q.add_argument("--data-root", help="dataset folder (default $LANDSCAPE_DATA or ./data)")
             q.add_argument("--no-progress", action="store_true")
+            q.add_argument("--stamp", help="after training, write this JSON file listing the runs (the "
+                                           "workflow's output of one configuration's training job)")
     st = sub.add_parser("stamp", help="copy an artefact's provenance into an executed notebook's metadata")
     st.add_argument("notebook", help="the executed notebook (.ipynb), rewritten atomically")
     st.add_argument("artefact", help="the JSON artefact it wrote (its 'provenance' field)")
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"seed = {args.seed} is not among this study's seeds under profile {args.profile!r}")
         from .train import train_run
 
+        done = []
         for r in runs:
             t = train_run(r, data_root=args.data_root, progress=False if args.no_progress else None)
             o = t.metrics["outcome"]
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             status = (f"diverged at epoch {o['epoch']} step {o['step']}" if o["diverged"]
                       else f"test_acc {last['test_acc']:.4f}")
             print(f"{r.study}/{r.config}/seed{r.seed} [{r.key}]: {status}")
+            done.append({"config": r.config, "seed": r.seed, "key": r.key, "diverged": o["diverged"],
+                         "criterion": t.metrics.get("criterion")})
+        if args.stamp:
+            from .store import write_json
+
+            write_json(args.stamp, {"study": study.name, "profile": args.profile, "runs": done})
         return 0
     except (ConfigError, CorruptArtefact, ValueError, OSError) as err:  # OSError: DataNotFound too
         text = " ".join(str(err).split()) or type(err).__name__  # always one line
