@@ -85,7 +85,7 @@ def claim_verdict(result: ClaimResult) -> Verdict:
     c, d = result.claim, result.difference
     name = _MEASURE_NAMES.get(c.measure, c.measure)
     what = (f"{name} of {result.label_a} minus that of {result.label_b}" if c.b is not None
-            else f"{name} of {result.label_a} minus {fmt_value(c.reference)}")
+            else f"{name} of {result.label_a}" + (f" minus {fmt_value(c.reference)}" if c.reference else ""))
     head = f"The write-up: {c.text}."
     data = {"claim": c.key, "measure": c.measure, "a": c.a, "b": c.b, "direction": c.direction}
     if not result.measured:
