@@ -233,6 +233,9 @@ class Budget:
     lanczos_iters: int = 30            # Lanczos iteration budget
     top_k: int = 1                     # top eigenvalues reported
     sharpness_steps: int = 5           # projected-gradient-ascent steps for SAM sharpness
+    trace_probes: int = 30             # Hutch++ Hessian-vector products for the trace
+    density_probes: int = 5            # spectral density: SLQ probe vectors (below 5 x 80: no figure)
+    density_iters: int = 80            # ... Lanczos steps per probe
     eos_subset: int = 2000             # edge of stability: full-batch GD on this many examples
     eos_steps: int = 600               # ... for this many steps
     eos_every: int = 20                # ... with lambda_max every this many steps
@@ -246,7 +249,7 @@ class Budget:
 
 
 MEASURES = ("curves", "slice", "surface", "hessian", "hessian_bottom", "trace", "density",
-            "sharpness", "interpolation", "gradients", "pca", "early")
+            "sharpness", "interpolation", "gradients", "pca", "early", "subset_curve")
 SHARPNESS_KINDS = ("sam", "adaptive", "random", "keskar")
 
 
@@ -259,6 +262,8 @@ class ProbeSpec:
     surface_range: float = 1.0
     sharpness_rho: float = 0.05
     sharpness_kinds: tuple = ("sam",)
+    keskar_eps: float = 1e-3     # Keskar et al. (2017)'s box size for kind "keskar" (not sharpness_rho)
+    subset_sizes: tuple = (32, 64, 128, 256, 512)  # lambda_max against Hessian subset size ("subset_curve")
     bn_mode: str = "eval"        # BN mode for surfaces and Hessians
 
     def validate(self, where: str) -> None:
@@ -269,6 +274,9 @@ class ProbeSpec:
         _check_positive(where, "probes.slice_range", self.slice_range)
         _check_positive(where, "probes.surface_range", self.surface_range)
         _check_positive(where, "probes.sharpness_rho", self.sharpness_rho)
+        _check_positive(where, "probes.keskar_eps", self.keskar_eps)
+        for n in self.subset_sizes:
+            _check_positive(where, "probes.subset_sizes[]", n, int)
         _check_choice(where, "probes.bn_mode", self.bn_mode, ("eval",))
 
 
@@ -650,7 +658,7 @@ def load_study(name: str, profile: str = "quick", root: Path | None = None) -> S
     budget = _build(Budget, budget_raw, budget_where, "budget")
     budget.validate(budget_where)
     probes_raw = dict(raw.get("probes") or {})
-    for key in ("measures", "sharpness_kinds"):
+    for key in ("measures", "sharpness_kinds", "subset_sizes"):
         if key in probes_raw:
             if not isinstance(probes_raw[key], list):
                 raise ConfigError(f"{where}probes.{key} = {probes_raw[key]!r} must be a list")
