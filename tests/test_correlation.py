@@ -1,14 +1,19 @@
-"""Rank correlations, granulated τ, leave-one-out prediction and function-preserving rescaling."""
+"""Rank correlations (intervals over configurations, partial τ), granulated τ over factorial axes,
+plain and nested leave-one-configuration-out prediction, the verdicts, and function-preserving
+rescaling."""
 from __future__ import annotations
+
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 import landscape as ls
-from landscape.correlation import granulated_tau, kendall_tau, loo_prediction
+from landscape import correlation
+from landscape.correlation import granulated_tau, kendall_tau, loo_prediction, partial_kendall_tau
 from landscape.reparam import rescale_layers
 
 
@@ -59,3 +64,84 @@ def test_relu_rescaling_preserves_the_function_and_changes_raw_sharpness_only():
     assert abs(lam_s / lam - 1) > 0.5  # lambda_max is not invariant
     with pytest.raises(ValueError, match="alpha"):
         rescale_layers(model, 0.0)
+
+
+# --- intervals that resample configurations -------------------------------------------------
+
+def test_weighted_replicate_equals_scipy_tau_b_of_the_explicit_resample():
+    # the bootstrap computes each replicate from resampling weights; with ties and repeats it
+    # must be exactly scipy's τ-b of the resampled models
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, 20).astype(float)
+    y = x + rng.integers(0, 3, 20)
+    for _ in range(5):
+        idx = rng.integers(0, 20, 20)
+        W = np.bincount(idx, minlength=20)[None, :].astype(float)
+        got = correlation._tau_w(W, correlation._sgn(x), correlation._sgn(y))[0]
+        assert got == pytest.approx(stats.kendalltau(x[idx], y[idx]).statistic, abs=1e-12)
+
+
+def _near_copies(rng, n_configs=12, seeds=3, noise=0.05):
+    """Configurations with independent (measure, target); their seeds are near-copies."""
+    u, v = rng.normal(size=n_configs), rng.normal(size=n_configs)
+    x = np.repeat(u, seeds) + noise * rng.normal(size=n_configs * seeds)
+    y = np.repeat(v, seeds) + noise * rng.normal(size=n_configs * seeds)
+    return x, y, np.repeat([f"c{i}" for i in range(n_configs)], seeds)
+
+
+def test_cluster_interval_of_near_copies_is_wider_has_nominal_coverage_and_same_estimate():
+    rng = np.random.default_rng(2)
+    covered = {"models": 0, "configurations": 0}
+    reps = 200
+    for r in range(reps):
+        x, y, cl = _near_copies(rng)
+        naive = kendall_tau(x, y, n_boot=400, seed=r)
+        clus = kendall_tau(x, y, clusters=cl, n_boot=400, seed=r)
+        assert clus["tau"] == naive["tau"] and clus["resampled"] == "configurations"
+        assert clus["n_clusters"] == 12 and naive["n_clusters"] == 36
+        covered["models"] += naive["low"] <= 0 <= naive["high"]  # the true τ is 0
+        covered["configurations"] += clus["low"] <= 0 <= clus["high"]
+        if r < 20:
+            assert clus["high"] - clus["low"] > naive["high"] - naive["low"]
+    assert 0.90 <= covered["configurations"] / reps <= 0.99  # nominal 0.95 (SE 0.015)
+    assert covered["models"] / reps < 0.87                     # resampling seeds overstates
+
+
+def test_no_interval_from_fewer_than_four_configurations():
+    r = kendall_tau(np.arange(9.0), np.arange(9.0) ** 2, clusters=np.repeat(["a", "b", "c"], 3))
+    assert r["tau"] == pytest.approx(1.0) and r["n_clusters"] == 3
+    assert np.isnan(r["low"]) and np.isnan(r["p"])
+
+
+def test_bootstrap_p_value_agrees_with_the_interval():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    strong = kendall_tau(x, x + 0.3 * rng.normal(size=40), n_boot=2000)
+    assert strong["low"] > 0 and strong["p"] == pytest.approx(2 / 2001)  # the floor: no replicate ≤ 0
+    noise = kendall_tau(x, rng.normal(size=40), n_boot=2000)
+    assert noise["low"] < 0 < noise["high"] and noise["p"] > 0.05
+    for r in (strong, noise):  # p < 1 − level exactly when the percentile interval excludes 0 (up to +1)
+        assert (r["p"] < 0.05) == (r["low"] > 0 or r["high"] < 0)
+
+
+# --- partial τ --------------------------------------------------------------------------------
+
+def test_partial_tau_matches_the_hand_computed_example():
+    # x = 1 2 3 4, y = 1 3 2 4, z = 1 2 4 3: τ_xy = τ_xz = 4/6, τ_yz = 2/6, so
+    # τ_xy·z = (2/3 − 2/9) / sqrt((5/9)(8/9)) = 4/√40
+    r = partial_kendall_tau([1, 2, 3, 4], [1, 3, 2, 4], [1, 2, 4, 3])
+    assert (r["tau_xy"], r["tau_xz"], r["tau_yz"]) == pytest.approx((2 / 3, 2 / 3, 1 / 3))
+    assert r["tau"] == pytest.approx(4 / np.sqrt(40))
+    assert partial_kendall_tau([1, 3, 2, 4], [1, 2, 3, 4], [1, 2, 4, 3])["tau"] == pytest.approx(r["tau"])
+
+
+def test_partial_tau_removes_an_association_carried_by_the_training_loss():
+    rng = np.random.default_rng(4)
+    z = np.repeat(rng.normal(size=15), 2)                  # the training loss, 15 configurations
+    x = z + 0.3 * rng.normal(size=30)                      # a measure that follows the loss
+    y = z + 0.3 * rng.normal(size=30)                      # a gap that follows the loss
+    cl = np.repeat(np.arange(15), 2)
+    raw, part = kendall_tau(x, y, clusters=cl), partial_kendall_tau(x, y, z, clusters=cl)
+    assert raw["low"] > 0.2
+    assert part["low"] < 0 < part["high"] and abs(part["tau"]) < 0.25
+    assert part["n"] == 30 and part["n_clusters"] == 15

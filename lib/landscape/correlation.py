@@ -1,50 +1,225 @@
-"""Does a measure track generalisation? Rank correlations with bootstrap intervals, Jiang et al.'s
-granulated Kendall τ, and leave-one-out prediction.
+r"""Does a measure track generalisation? Rank correlations with intervals that resample
+configurations, partial Kendall τ, Jiang et al.'s granulated τ, and leave-one-out prediction.
 
-Kendall's τ between a measure and a target (generalisation gap, test error, …) counts concordant
-minus discordant pairs of models (τ-b, with ties). Its 95 % interval is a percentile bootstrap
-over models. Jiang et al. (2020, "Fantastic Generalization Measures and Where to Find Them")
-argue that a pooled τ can be driven by one hyper-parameter; their *granulated* τ averages, over
-each hyper-parameter axis, the τ computed within groups of models that differ only in that axis.
+**Kendall's τ-b** between a measure :math:`x` and a target :math:`y` (generalisation gap, test
+error, …) over :math:`n` models counts concordant minus discordant pairs,
+
+.. math:: \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_x)(n_0 - n_y)}},
+
+with :math:`n_0 = n(n-1)/2` pairs and :math:`n_x, n_y` the pairs tied in :math:`x`, :math:`y`.
+
+**What is resampled.** Seeds of one configuration are not independent models: they share every
+hyper-parameter and often land close together. A bootstrap over models treats three near-copies
+as three pieces of evidence and gives intervals that are too narrow. Every interval here is a
+*cluster* bootstrap when ``clusters`` (the configuration of each model) is given: configurations
+are drawn with replacement and each drawn configuration brings all its seeds. Without
+``clusters`` each model is its own cluster (the ordinary bootstrap). The point estimate is the
+same either way — only the interval changes. Replicates are computed exactly as τ-b of the
+resampled models: a replicate that repeats model :math:`i` :math:`w_i` times has
+:math:`n_c - n_d = \tfrac12 \sum_{ij} w_i w_j\, \mathrm{sgn}(x_i-x_j)\,\mathrm{sgn}(y_i-y_j)`
+and untied pairs :math:`\tfrac12 \sum_{ij} w_i w_j\, [x_i \ne x_j]`, so all replicates are a few
+matrix products.
+
+**p-values.** For multiplicity control (:mod:`landscape.multiplicity`) each interval comes with a
+two-sided *bootstrap* p-value for "the statistic is zero": twice the smaller share of replicates
+on either side of zero, :math:`p = \min\{1, 2(1 + \min(\#\{\tau^* \le 0\}, \#\{\tau^* \ge 0\}))
+/ (B + 1)\}` — the smallest :math:`1 - \text{level}` at which the percentile interval would
+exclude zero (up to the +1, which keeps :math:`p \ge 2/(B+1)`: Holm's correction over
+:math:`m` intervals can keep a finding only if :math:`2/(B+1) < \alpha/m`, so :math:`B` must be
+well above :math:`2m/\alpha`). It resamples the same configurations as the interval.
+
+Jiang et al. (2020, "Fantastic Generalization Measures and Where to Find Them") argue that a
+pooled τ can be driven by one hyper-parameter; their *granulated* τ averages, over each axis of
+a factorial design, the τ within groups of models that differ only along that axis.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["kendall_tau", "granulated_tau", "loo_prediction"]
+__all__ = ["MIN_CLUSTERS", "kendall_tau", "partial_kendall_tau", "granulated_tau", "loo_prediction"]
+
+#: Fewest clusters (configurations) from which an interval is computed. With G clusters a
+#: bootstrap has C(2G-1, G) distinct resamples: 10 for G = 3, 35 for G = 4.
+MIN_CLUSTERS = 4
+
+_CHUNK = 500  # bootstrap replicates per matrix product (bounds memory at n models)
 
 
-def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` and ``y`` as float arrays, without the pairs where either value is not finite."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
+# ---------------------------------------------------------------------------------------------
+# helpers: finite rows, cluster codes, resampling weights, intervals
+# ---------------------------------------------------------------------------------------------
+
+def _codes(labels: Sequence[Hashable] | None, n: int) -> np.ndarray:
+    """Integer codes 0..G-1 of the cluster labels, in order of first appearance (None: 0..n-1)."""
+    if labels is None:
+        return np.arange(n)
+    labels = list(labels)
+    if len(labels) != n:
+        raise ValueError(f"clusters has {len(labels)} labels for {n} values")
+    index: dict = {}
+    return np.array([index.setdefault(c, len(index)) for c in labels], dtype=int)
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                level: float = 0.95) -> dict:
-    """Kendall τ-b of ``x`` and ``y`` (pairs with a non-finite value dropped) with a percentile
-    bootstrap interval over the pairs; ``n`` is the number of pairs used."""
-    x, y = _finite_pairs(x, y)
-    n = len(x)
-    if n < 3:
-        return {"tau": float("nan"), "low": float("nan"), "high": float("nan"), "n": n}
-    tau = stats.kendalltau(x, y).statistic
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        if np.ptp(x[idx]) == 0 or np.ptp(y[idx]) == 0:
-            continue
-        boots.append(stats.kendalltau(x[idx], y[idx]).statistic)
+def _finite(*cols: Sequence[float], clusters=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """The columns as float arrays without the rows where any value is not finite, and the
+    cluster codes of the rows kept (each row its own cluster when ``clusters`` is None)."""
+    arrs = [pd.to_numeric(pd.Series(list(c) if not isinstance(c, pd.Series) else c.to_list()),
+                          errors="coerce").to_numpy(float) for c in cols]
+    n = len(arrs[0])
+    if any(len(a) != n for a in arrs):
+        raise ValueError("the columns have different lengths")
+    keep = np.logical_and.reduce([np.isfinite(a) for a in arrs]) if arrs else np.ones(n, bool)
+    codes = _codes(clusters, n)[keep]
+    return [a[keep] for a in arrs], _codes(codes.tolist(), len(codes))
+
+
+def _weights(codes: np.ndarray, n_boot: int, rng: np.random.Generator):
+    """Chunks of bootstrap weights, shape (replicates, rows): the number of times each row is in
+    a resample that draws the clusters with replacement (each drawn cluster brings all its rows)."""
+    g = int(codes.max()) + 1
+    left = n_boot
+    while left > 0:
+        b = min(_CHUNK, left)
+        counts = rng.multinomial(g, np.full(g, 1.0 / g), size=b)
+        yield counts[:, codes].astype(float)
+        left -= b
+
+
+def _sgn(v: np.ndarray) -> np.ndarray:
+    return np.sign(v[:, None] - v[None, :])
+
+
+def _tau_w(W: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """τ-b of each weighted resample (rows of ``W``), from the sign matrices of x and y."""
+    num = ((W @ (sx * sy)) * W).sum(1)
+    tx = ((W @ np.abs(sx)) * W).sum(1)
+    ty = ((W @ np.abs(sy)) * W).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / np.sqrt(tx * ty)
+
+
+def _partial(txy, txz, tyz):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (txy - txz * tyz) / np.sqrt((1 - txz ** 2) * (1 - tyz ** 2))
+
+
+def _summary(est: float, boots: np.ndarray, level: float) -> dict:
+    """Percentile interval and bootstrap p-value (see the module docstring) of the replicates."""
+    boots = boots[np.isfinite(boots)]
+    if not np.isfinite(est) or len(boots) < 2:
+        return {"low": math.nan, "high": math.nan, "p": math.nan, "n_boot": len(boots)}
     a = (1 - level) / 2
-    lo, hi = np.quantile(boots, [a, 1 - a]) if boots else (np.nan, np.nan)
-    return {"tau": float(tau), "low": float(lo), "high": float(hi), "n": n}
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    tail = min(int((boots <= 0).sum()), int((boots >= 0).sum()))
+    p = min(1.0, 2 * (tail + 1) / (len(boots) + 1))
+    return {"low": float(lo), "high": float(hi), "p": float(p), "n_boot": len(boots)}
 
+
+def _nan_result(n: int, g: int, resampled: str, **extra) -> dict:
+    return {"tau": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "n": n,
+            "n_clusters": g, "resampled": resampled, **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# Kendall τ, partial τ
+# ---------------------------------------------------------------------------------------------
+
+def kendall_tau(x: Sequence[float], y: Sequence[float], clusters: Sequence[Hashable] | None = None,
+                n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    r"""Kendall τ-b of ``x`` and ``y`` with a (cluster) bootstrap interval and p-value.
+
+    Pairs with a non-finite value are dropped. With ``clusters`` (one label per pair: the
+    configuration of each model) the bootstrap draws configurations with replacement, all seeds
+    of a drawn configuration together; without it, it draws models. The point estimate does not
+    depend on ``clusters``. Replicates with no untied pair in x or y are skipped.
+
+    Parameters:
+        x, y: the measure and the target, one value per model.
+        clusters: the cluster (configuration) of each model, or None for independent models.
+        n_boot: bootstrap replicates (see the module docstring for the p-value's floor).
+        seed: seed of the resampling.
+        level: coverage of the percentile interval.
+
+    Returns:
+        ``{"tau", "low", "high", "p", "n", "n_clusters", "resampled", "n_boot"}``: τ-b, the
+        interval, the two-sided bootstrap p-value for τ = 0, the number of pairs and clusters
+        used, ``"configurations"`` or ``"models"``, and the replicates kept. τ is NaN for fewer
+        than 3 pairs; the interval and p are NaN for fewer than :data:`MIN_CLUSTERS` clusters.
+
+    Example:
+        >>> r = kendall_tau([1, 2, 3, 4, 5, 6], [1, 3, 2, 4, 6, 5], clusters="aabbcc")
+        >>> round(r["tau"], 3), r["n"], r["n_clusters"], bool(np.isnan(r["low"]))  # 3 configurations
+        (0.733, 6, 3, True)
+    """
+    (x, y), codes = _finite(x, y, clusters=clusters)
+    n, g = len(x), (int(codes.max()) + 1 if len(codes) else 0)
+    resampled = "models" if clusters is None else "configurations"
+    if n < 3:
+        return _nan_result(n, g, resampled, n_boot=0)
+    tau = float(stats.kendalltau(x, y).statistic)
+    out = {"tau": tau, "n": n, "n_clusters": g, "resampled": resampled}
+    if g < MIN_CLUSTERS:
+        return {**out, "low": math.nan, "high": math.nan, "p": math.nan, "n_boot": 0}
+    sx, sy = _sgn(x), _sgn(y)
+    rng = np.random.default_rng(seed)
+    boots = np.concatenate([_tau_w(W, sx, sy) for W in _weights(codes, n_boot, rng)])
+    return {**out, **_summary(tau, boots, level)}
+
+
+def partial_kendall_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float],
+                        clusters: Sequence[Hashable] | None = None, n_boot: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> dict:
+    r"""Kendall's partial τ of ``x`` and ``y`` given ``z`` (Kendall 1942), with a (cluster)
+    bootstrap interval and p-value.
+
+    .. math:: \tau_{xy\cdot z} = \frac{\tau_{xy} - \tau_{xz}\,\tau_{yz}}
+              {\sqrt{(1 - \tau_{xz}^2)(1 - \tau_{yz}^2)}}
+
+    from the three τ-b's. Used for "does the measure track the generalisation gap beyond what
+    the training loss explains?" (x a measure, y the gap, z the training loss). Rows with any
+    non-finite value are dropped; each replicate recomputes all three τ's on the same resample
+    (configurations when ``clusters`` is given, as in :func:`kendall_tau`). NaN when
+    :math:`|\tau_{xz}| = 1` or :math:`|\tau_{yz}| = 1` (z determines the order).
+
+    Parameters:
+        x, y: the two variables whose association is wanted.
+        z: the variable held fixed.
+        clusters, n_boot, seed, level: as in :func:`kendall_tau`.
+
+    Returns:
+        As :func:`kendall_tau`, plus ``tau_xy``, ``tau_xz``, ``tau_yz``.
+
+    Example (by hand: τ_xy = τ_xz = 2/3, τ_yz = 1/3, so τ_xy·z = (4/9)/√(40/81) = 2/√10):
+        >>> r = partial_kendall_tau([1, 2, 3, 4], [1, 3, 2, 4], [1, 2, 4, 3])
+        >>> round(r["tau"], 4), round(2 / 10 ** 0.5, 4)
+        (0.6325, 0.6325)
+    """
+    (x, y, z), codes = _finite(x, y, z, clusters=clusters)
+    n, g = len(x), (int(codes.max()) + 1 if len(codes) else 0)
+    resampled = "models" if clusters is None else "configurations"
+    if n < 3:
+        return _nan_result(n, g, resampled, n_boot=0, tau_xy=math.nan, tau_xz=math.nan, tau_yz=math.nan)
+    t = {k: float(stats.kendalltau(a, b).statistic) for k, a, b in
+         (("tau_xy", x, y), ("tau_xz", x, z), ("tau_yz", y, z))}
+    tau = float(_partial(t["tau_xy"], t["tau_xz"], t["tau_yz"]))
+    out = {"tau": tau, "n": n, "n_clusters": g, "resampled": resampled, **t}
+    if g < MIN_CLUSTERS or not np.isfinite(tau):
+        return {**out, "low": math.nan, "high": math.nan, "p": math.nan, "n_boot": 0}
+    sx, sy, sz = _sgn(x), _sgn(y), _sgn(z)
+    rng = np.random.default_rng(seed)
+    boots = np.concatenate([_partial(_tau_w(W, sx, sy), _tau_w(W, sx, sz), _tau_w(W, sy, sz))
+                            for W in _weights(codes, n_boot, rng)])
+    return {**out, **_summary(tau, boots, level)}
+
+
+# ---------------------------------------------------------------------------------------------
+# granulated τ
+# ---------------------------------------------------------------------------------------------
 
 def granulated_tau(df: pd.DataFrame, measure: str, target: str, axes: Sequence[str]) -> dict:
     """Jiang et al.'s granulated τ: for each hyper-parameter ``axis``, the mean over groups of rows
@@ -68,10 +243,15 @@ def granulated_tau(df: pd.DataFrame, measure: str, target: str, axes: Sequence[s
     return out
 
 
+
+# ---------------------------------------------------------------------------------------------
+# leave-one-out prediction
+# ---------------------------------------------------------------------------------------------
+
 def loo_prediction(x: Sequence[float], y: Sequence[float]) -> dict:
     """Leave-one-out linear prediction of ``y`` from ``x``: mean absolute error of the fit against
     that of predicting the training mean (the baseline). ``skill`` = 1 − mae/mae_baseline."""
-    x, y = _finite_pairs(x, y)
+    (x, y), _ = _finite(x, y)
     n = len(x)
     if n < 4:
         return {"mae": float("nan"), "mae_baseline": float("nan"), "skill": float("nan"), "n": n}
