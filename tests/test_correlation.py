@@ -13,7 +13,8 @@ from torch import nn
 
 import landscape as ls
 from landscape import correlation
-from landscape.correlation import granulated_tau, kendall_tau, loo_prediction, partial_kendall_tau
+from landscape.correlation import (common_models, equal_size_pool, factorial_axes, granulated_tau, kendall_tau,
+                                   loo_prediction, partial_kendall_tau)
 from landscape.reparam import rescale_layers
 
 
@@ -145,3 +146,69 @@ def test_partial_tau_removes_an_association_carried_by_the_training_loss():
     assert raw["low"] > 0.2
     assert part["low"] < 0 < part["high"] and abs(part["tau"]) < 0.25
     assert part["n"] == 30 and part["n_clusters"] == 15
+
+
+# --- granulated τ only over factorial axes ---------------------------------------------------
+
+def _grid_with_extra():
+    rows = [{"lr": lr, "b": b, "width": 1, "m": lr * b, "gap": lr + b} for lr in (1, 2, 3) for b in (8, 16)]
+    rows.append({"lr": 1, "b": 8, "width": 2, "m": 5.0, "gap": 1.0})  # varies width alone
+    return pd.DataFrame(rows)
+
+
+def test_factorial_axes_leaves_out_axes_with_a_missing_combination():
+    d = _grid_with_extra()
+    assert factorial_axes(d, ["lr", "b"]) == ["lr", "b"]
+    assert factorial_axes(d, ["lr", "b", "width"]) == []
+    assert factorial_axes(d[d.width == 1], ["lr", "b", "width"]) == ["lr", "b"]  # width: one value
+
+
+def test_granulated_tau_refuses_a_non_factorial_axis_in_one_line():
+    d = _grid_with_extra()
+    with pytest.raises(ValueError, match=r"not factorial: .*width") as e:
+        granulated_tau(d, "m", "gap", ["lr", "b", "width"])
+    assert "\n" not in str(e.value)
+    g = granulated_tau(d[d.width == 1], "m", "gap", ["lr", "b"])
+    assert set(g) == {"lr", "b", "mean"} and g["lr"] == pytest.approx(1.0)
+
+
+def test_granulated_tau_holds_the_non_factorial_axes_fixed():
+    # model A has the full lr × b grid, model B only lr = 1: only b is factorial; its groups must
+    # hold lr and model fixed — three groups of two, not one group of all six
+    rows = [{"lr": lr, "b": b, "model": mo} for mo in "AB" for lr in (1, 2) for b in (8, 16) if mo == "A" or lr == 1]
+    d = pd.DataFrame(rows).assign(m=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gap=[1.0, 2.0, 4.0, 3.0, 2.0, 1.0])
+    assert factorial_axes(d, ["lr", "b", "model"]) == ["b"]
+    g = granulated_tau(d, "m", "gap", ["b"], fixed=["lr", "model"])
+    assert g["b"] == pytest.approx((1 - 1 - 1) / 3) and g["mean"] == g["b"]
+    assert granulated_tau(d, "m", "gap", ["b"])["b"] != pytest.approx(g["b"])  # pooled: another number
+    with pytest.raises(ValueError, match="not factorial: lr"):
+        granulated_tau(d, "m", "gap", ["lr", "b"], fixed=["model"])
+
+
+def test_a_missing_option_counts_as_a_level_of_the_design():
+    # CNNs have no width option and MLPs no channels: None is a value, not a dropped row
+    d = pd.DataFrame({"width": [32, 128, None, None], "channels": [None, None, "16", "32"]})
+    assert factorial_axes(d, ["width", "channels"]) == []
+    assert factorial_axes(d.assign(channels=None), ["width", "channels"]) == ["width"]
+
+
+# --- one common set of models; equal Hessian subsets ------------------------------------------
+
+def test_common_models_keeps_only_rows_finite_in_every_measure():
+    d = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "b": [1.0, 2.0, None, 4.0], "c": [np.inf, 1, 2, 3]})
+    assert common_models(d, ["a", "b", "c"]).index.tolist() == [3]
+    assert common_models(d, ["a"]).index.tolist() == [0, 2, 3]
+    with pytest.raises(ValueError, match="no column z"):
+        common_models(d, ["z"])
+
+
+def test_equal_size_pool_keeps_the_most_common_size_and_names_what_it_left_out():
+    d = pd.DataFrame({"study": ["a"] * 4 + ["b"] * 2 + ["c"] * 2,
+                      "hs": [128] * 4 + [500] * 2 + [500, None], "lam": [1.0, 2, 3, 4, 5, 6, 7, 8]})
+    pooled, info = equal_size_pool(d, "lam", "hs", label="λ_max")
+    assert info["size"] == 128 and info["kept"] == ["a"]
+    assert info["left_out"] == {"b": [500], "c": [500, "not recorded"]}
+    assert pooled["lam"].notna().tolist() == [True] * 4 + [False] * 4
+    assert "128" in info["note"] and "b (500)" in info["note"] and d["lam"].notna().all()
+    tie = pd.DataFrame({"study": list("aabb"), "hs": [64, 64, 256, 256], "lam": [1.0, 2, 3, 4]})
+    assert equal_size_pool(tie, "lam", "hs")[1]["size"] == 256  # a tie goes to the larger subset

@@ -1,5 +1,6 @@
 r"""Does a measure track generalisation? Rank correlations with intervals that resample
-configurations, partial Kendall τ, Jiang et al.'s granulated τ, and leave-one-out prediction.
+configurations, partial and granulated Kendall τ on one common set of models, and leave-one-out
+prediction.
 
 **Kendall's τ-b** between a measure :math:`x` and a target :math:`y` (generalisation gap, test
 error, …) over :math:`n` models counts concordant minus discordant pairs,
@@ -41,7 +42,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["MIN_CLUSTERS", "kendall_tau", "partial_kendall_tau", "granulated_tau", "loo_prediction"]
+__all__ = [
+    "MIN_CLUSTERS", "kendall_tau", "partial_kendall_tau", "factorial_axes", "granulated_tau",
+    "common_models", "equal_size_pool", "loo_prediction",
+]
 
 #: Fewest clusters (configurations) from which an interval is computed. With G clusters a
 #: bootstrap has C(2G-1, G) distinct resamples: 10 for G = 3, 35 for G = 4.
@@ -218,30 +222,197 @@ def partial_kendall_tau(x: Sequence[float], y: Sequence[float], z: Sequence[floa
 
 
 # ---------------------------------------------------------------------------------------------
-# granulated τ
+# granulated τ over the factorial axes of a design
 # ---------------------------------------------------------------------------------------------
 
-def granulated_tau(df: pd.DataFrame, measure: str, target: str, axes: Sequence[str]) -> dict:
-    """Jiang et al.'s granulated τ: for each hyper-parameter ``axis``, the mean over groups of rows
-    equal in every other axis of τ(measure, target) within the group (groups with < 2 distinct
-    values of the axis are skipped); returns ``{axis: τ_axis, "mean": mean over axes}``."""
+def _text(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """The axes' values as text, a missing value (None, NaN) being the level ``"None"``."""
+    def one(v):
+        return "None" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    return pd.DataFrame({a: [one(v) for v in df[a].tolist()] for a in axes}, index=df.index, dtype=object)
+
+
+def _design(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """The distinct combinations of the axes' values (as text: a missing value is a level)."""
+    return _text(df, axes).drop_duplicates()
+
+
+def _why_not_factorial(design: pd.DataFrame, axis: str, axes: Sequence[str]) -> str | None:
+    values = design[axis].nunique()
+    if values < 2:
+        return "it takes one value"
+    others = [a for a in axes if a != axis]
+    if not others:
+        return None
+    per = design.groupby(others)[axis].nunique()
+    if (per < values).any():
+        return f"{int((per < values).sum())} of {len(per)} combinations of the other axes lack some of its {values} values"
+    return None
+
+
+def factorial_axes(df: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+    """The axes along which the design of ``df`` is factorial.
+
+    The design is factorial along ``axis`` when it takes at least two values and every
+    combination of the *other* axes' values that occurs in ``df`` occurs with every value of
+    ``axis`` — the condition under which Jiang et al.'s per-axis τ compares like with like. A
+    missing value (None, NaN: an option a model does not have) counts as a value.
+
+    Parameters:
+        df: one row per model; the axes are columns.
+        axes: every hyper-parameter column that varies in the design.
+
+    Returns:
+        The factorial axes, in the order given. Pass them to :func:`granulated_tau` with the
+        others as ``fixed``.
+
+    Example (a 2 × 2 grid in lr and batch, plus one extra configuration that varies only
+    width): lr and batch are factorial only among the width-1 models, so none of the three is
+    factorial over the whole design:
+        >>> d = pd.DataFrame({"lr": [1, 1, 2, 2, 1], "batch": [8, 16, 8, 16, 8], "width": [1, 1, 1, 1, 2]})
+        >>> factorial_axes(d, ["lr", "batch"]), factorial_axes(d, ["lr", "batch", "width"])
+        (['lr', 'batch'], [])
+    """
+    design = _design(df, axes)
+    return [a for a in axes if _why_not_factorial(design, a, axes) is None]
+
+
+def granulated_tau(df: pd.DataFrame, measure: str, target: str, axes: Sequence[str],
+                   fixed: Sequence[str] = ()) -> dict:
+    r"""Jiang et al.'s granulated τ over the factorial ``axes`` of a design.
+
+    For each axis :math:`i` of ``axes``, :math:`\psi_i` is the mean, over the groups of models
+    equal in every other design column (the other ``axes`` and every ``fixed`` one), of
+    τ-b(measure, target) within the group — the group's models differ only along :math:`i`,
+    seeds included; the granulated τ is the mean of the :math:`\psi_i` over ``axes``. The
+    ``fixed`` columns (axes along which the design is not factorial) are held constant inside
+    every group but not averaged over. Rows with a non-finite measure or target are dropped
+    first. No interval is computed.
+
+    Parameters:
+        df: one row per model, with the measure, the target and the design columns.
+        measure, target: column names.
+        axes: the axes to average over; the design must be factorial along each, given all the
+            other design columns (:func:`factorial_axes` of ``axes + fixed``).
+        fixed: the other design columns that vary, held fixed within groups.
+
+    Returns:
+        ``{axis: ψ_axis for each axis, "mean": mean over the axes}`` (NaN where no group had
+        two distinct values).
+
+    Raises:
+        ValueError: (one line) naming the axes along which the design is not factorial, and why.
+
+    Example: on a full grid every axis is allowed:
+        >>> d = pd.DataFrame({"lr": [1, 1, 2, 2], "batch": [8, 16, 8, 16],
+        ...                   "m": [1.0, 2.0, 3.0, 4.0], "gap": [1.0, 2.0, 3.0, 5.0]})
+        >>> granulated_tau(d, "m", "gap", ["lr", "batch"])
+        {'lr': 1.0, 'batch': 1.0, 'mean': 1.0}
+    """
+    axes, fixed = list(axes), [f for f in fixed if f not in axes]
+    design_cols = axes + fixed
+    num = lambda c: pd.to_numeric(df[c], errors="coerce")  # noqa: E731
+    d = df[np.isfinite(num(measure)) & np.isfinite(num(target))]
+    design = _design(d, design_cols)
+    bad = {a: why for a in axes if (why := _why_not_factorial(design, a, design_cols)) is not None}
+    if bad:
+        raise ValueError("granulated τ needs factorial axes; not factorial: "
+                         + "; ".join(f"{a} ({why})" for a, why in bad.items())
+                         + " (pass factorial_axes(df, axes) as axes, the rest as fixed)")
     out = {}
+    text = _text(d, design_cols)
     for axis in axes:
-        others = [a for a in axes if a != axis]
+        others = [a for a in design_cols if a != axis]
+        groups = d.groupby([text[a] for a in others]) if others else [(None, d)]
         taus = []
-        groups = df.groupby(others, dropna=False) if others else [(None, df)]
-        for _, g in groups:
-            g = g[np.isfinite(g[measure]) & np.isfinite(g[target])]
-            if g[axis].nunique() < 2 or len(g) < 2:
+        for _, grp in groups:
+            if text.loc[grp.index, axis].nunique() < 2 or len(grp) < 2:
                 continue
-            t = stats.kendalltau(g[measure], g[target]).statistic
+            t = stats.kendalltau(pd.to_numeric(grp[measure]), pd.to_numeric(grp[target])).statistic
             if np.isfinite(t):
                 taus.append(t)
-        out[axis] = float(np.mean(taus)) if taus else float("nan")
+        out[axis] = float(np.mean(taus)) if taus else math.nan
     vals = [v for v in out.values() if np.isfinite(v)]
-    out["mean"] = float(np.mean(vals)) if vals else float("nan")
+    out["mean"] = float(np.mean(vals)) if vals else math.nan
     return out
 
+
+# ---------------------------------------------------------------------------------------------
+# which models are compared
+# ---------------------------------------------------------------------------------------------
+
+def common_models(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The models (rows) on which every one of ``columns`` is finite: the one common set on which
+    measures are compared, so that a difference between two measures' τ is not a difference
+    between two sets of models. ``len(result)`` is the count to state.
+
+    Example:
+        >>> d = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [1.0, 2.0, None], "c": [0, 1, 2]})
+        >>> common_models(d, ["a", "c"]).index.tolist(), len(common_models(d, ["a", "b"]))
+        ([0, 2], 1)
+    """
+    missing = [c for c in columns if c not in df]
+    if missing:
+        raise ValueError(f"common_models: no column {', '.join(missing)}")
+    keep = np.ones(len(df), bool)
+    for c in columns:
+        keep &= np.isfinite(pd.to_numeric(df[c], errors="coerce").to_numpy(float))
+    return df[keep]
+
+
+def equal_size_pool(df: pd.DataFrame, measure: str, size: str, group: str = "study",
+                    label: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Pool ``measure`` only over the models measured with the most common ``size``.
+
+    λ_max of a subset's Hessian depends on the subset's size (it is a convex function of the
+    matrix, so a smaller subset gives a larger value on average): values from different sizes
+    must not be ranked together. The most common size is the one of the most models with a
+    finite ``measure`` (ties: the larger size); every other model's ``measure`` becomes NaN.
+
+    Parameters:
+        df: one row per model.
+        measure: the column to restrict.
+        size: the column with each model's subset size (missing sizes are left out too).
+        group: the column naming the source (study) in the note.
+        label: how the note names the measure (default: ``measure``).
+
+    Returns:
+        The restricted copy, and ``{"size", "kept", "left_out", "note"}``: the size kept, the
+        groups kept, ``{group: [their sizes]}`` of the groups (partly) left out, and the
+        sentence that says so.
+
+    Example:
+        >>> d = pd.DataFrame({"study": list("aabbc"), "hs": [128, 128, 128, 128, 500],
+        ...                   "lambda_max": [1.0, 2.0, 3.0, 4.0, 50.0]})
+        >>> pooled, info = equal_size_pool(d, "lambda_max", "hs", label="λ_max")
+        >>> pooled["lambda_max"].isna().tolist(), info["note"]
+        ([False, False, False, False, True], 'λ_max is pooled over the models whose Hessian used 128 training examples (a, b); left out: c (500)')
+    """
+    out = df.copy()
+    label = label or measure
+    vals = pd.to_numeric(out[measure], errors="coerce")
+    sizes = pd.to_numeric(out[size], errors="coerce") if size in out else pd.Series(np.nan, index=out.index)
+    have = np.isfinite(vals) & np.isfinite(sizes)
+    if not have.any():
+        out[measure] = np.nan
+        return out, {"size": None, "kept": [], "left_out": {},
+                     "note": f"no model records {label} with its Hessian subset size"}
+    counts = sizes[have].value_counts()
+    mode = max(counts.index, key=lambda s: (counts[s], s))
+    keep = have & (sizes == mode)
+    out.loc[~keep, measure] = np.nan
+    kept = list(dict.fromkeys(out.loc[keep, group]))
+    left = {}
+    for g, s in zip(out.loc[~keep & np.isfinite(vals), group], sizes[~keep & np.isfinite(vals)]):
+        left.setdefault(g, [])
+        s = "not recorded" if not np.isfinite(s) else int(s)
+        if s not in left[g]:
+            left[g].append(s)
+    mode = int(mode)
+    note = f"{label} is pooled over the models whose Hessian used {mode} training examples ({', '.join(map(str, kept))})"
+    note += ("; left out: " + ", ".join(f"{g} ({'/'.join(map(str, s))})" for g, s in left.items())
+             if left else "; no study was left out")
+    return out, {"size": mode, "kept": kept, "left_out": left, "note": note}
 
 
 # ---------------------------------------------------------------------------------------------
