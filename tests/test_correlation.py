@@ -14,7 +14,7 @@ from torch import nn
 import landscape as ls
 from landscape import correlation
 from landscape.correlation import (common_models, equal_size_pool, factorial_axes, granulated_tau, kendall_tau,
-                                   loo_prediction, partial_kendall_tau)
+                                   loo_prediction, nested_loo, partial_kendall_tau, select_by_loo)
 from landscape.reparam import rescale_layers
 
 
@@ -212,3 +212,65 @@ def test_equal_size_pool_keeps_the_most_common_size_and_names_what_it_left_out()
     assert "128" in info["note"] and "b (500)" in info["note"] and d["lam"].notna().all()
     tie = pd.DataFrame({"study": list("aabb"), "hs": [64, 64, 256, 256], "lam": [1.0, 2, 3, 4]})
     assert equal_size_pool(tie, "lam", "hs")[1]["size"] == 256  # a tie goes to the larger subset
+
+
+# --- leave-one-configuration-out prediction, plain and nested ----------------------------------
+
+def test_loo_prediction_by_configuration_equals_explicit_refits():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=18)
+    y = 2 * x + rng.normal(size=18)
+    groups = np.repeat(np.arange(6), 3)
+    err, base = [], []
+    for g in range(6):
+        tr, te = groups != g, groups == g
+        b, a = np.polyfit(x[tr], y[tr], 1)
+        err += list(abs(a + b * x[te] - y[te]))
+        base += list(abs(y[tr].mean() - y[te]))
+    r = loo_prediction(x, y, groups=groups)
+    assert r["mae"] == pytest.approx(np.mean(err)) and r["mae_baseline"] == pytest.approx(np.mean(base))
+    assert r["n_groups"] == 6 and r["low"] < r["skill"] < r["high"]
+
+
+def _candidates(rng, n_configs=10, seeds=3, k=8):
+    groups = np.repeat([f"c{i}" for i in range(n_configs)], seeds)
+    X = pd.DataFrame({f"noise{j}": np.repeat(rng.normal(size=n_configs), seeds) for j in range(k)})
+    y = np.repeat(rng.normal(size=n_configs), seeds) + 0.1 * rng.normal(size=n_configs * seeds)
+    return X, y, groups
+
+
+def test_nested_loo_never_selects_on_the_held_out_configuration():
+    rng = np.random.default_rng(6)
+    X, y, groups = _candidates(rng)
+    X.index = [f"m{i}" for i in range(len(X))]
+    seen = []
+
+    def spy(X_tr, y_tr, g_tr):  # the default selection, instrumented with the rows it is given
+        seen.append(set(X_tr.index))
+        return select_by_loo(X_tr, y_tr, g_tr)
+
+    r = nested_loo(X, y, groups, select=spy)
+    assert len(seen) == len(r["folds"]) == 10
+    for rows, fold in zip(seen, r["folds"]):
+        held = set(X.index[groups == fold["held_out"]])
+        assert set(fold["test"]) == held and not rows & held and rows | held == set(X.index)
+    plain = nested_loo(X, y, groups)
+    assert plain["skill"] == r["skill"] and plain["chosen"] == r["chosen"]
+
+
+def test_nested_loo_is_not_fooled_by_the_best_of_many_noise_candidates():
+    rng = np.random.default_rng(7)
+    X, y, groups = _candidates(rng, k=12)
+    side_by_side = max(loo_prediction(X[c], y, groups=groups)["skill"] for c in X)
+    nested = nested_loo(X, y, groups)
+    assert nested["skill"] < side_by_side and nested["skill"] < 0.05
+    assert nested["low"] < 0  # its interval includes "no better than the mean"
+
+
+def test_nested_loo_finds_a_real_predictor_in_every_fold():
+    rng = np.random.default_rng(8)
+    X, y, groups = _candidates(rng)
+    X["signal"] = y + 0.05 * rng.normal(size=len(y))
+    r = nested_loo(X, y, groups)
+    assert r["chosen"] == {"signal": 10} and r["skill"] > 0.8 and r["low"] > 0.5
+    assert np.isnan(nested_loo(X.iloc[:9], y[:9], groups[:9])["skill"])  # 3 configurations: none

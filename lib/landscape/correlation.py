@@ -1,6 +1,6 @@
 r"""Does a measure track generalisation? Rank correlations with intervals that resample
-configurations, partial and granulated Kendall τ on one common set of models, and leave-one-out
-prediction.
+configurations, partial and granulated Kendall τ, and leave-one-configuration-out prediction
+(plain and nested).
 
 **Kendall's τ-b** between a measure :math:`x` and a target :math:`y` (generalisation gap, test
 error, …) over :math:`n` models counts concordant minus discordant pairs,
@@ -36,7 +36,8 @@ a factorial design, the τ within groups of models that differ only along that a
 from __future__ import annotations
 
 import math
-from typing import Hashable, Sequence
+from collections import Counter
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ from scipy import stats
 
 __all__ = [
     "MIN_CLUSTERS", "kendall_tau", "partial_kendall_tau", "factorial_axes", "granulated_tau",
-    "common_models", "equal_size_pool", "loo_prediction",
+    "common_models", "equal_size_pool", "loo_prediction", "select_by_loo", "nested_loo",
 ]
 
 #: Fewest clusters (configurations) from which an interval is computed. With G clusters a
@@ -416,22 +417,167 @@ def equal_size_pool(df: pd.DataFrame, measure: str, size: str, group: str = "stu
 
 
 # ---------------------------------------------------------------------------------------------
-# leave-one-out prediction
+# leave-one-configuration-out prediction, plain and nested
 # ---------------------------------------------------------------------------------------------
 
-def loo_prediction(x: Sequence[float], y: Sequence[float]) -> dict:
-    """Leave-one-out linear prediction of ``y`` from ``x``: mean absolute error of the fit against
-    that of predicting the training mean (the baseline). ``skill`` = 1 − mae/mae_baseline."""
-    (x, y), _ = _finite(x, y)
-    n = len(x)
-    if n < 4:
-        return {"mae": float("nan"), "mae_baseline": float("nan"), "skill": float("nan"), "n": n}
-    err, base = [], []
-    for i in range(n):
-        m = np.arange(n) != i
-        A = np.vstack([x[m], np.ones(m.sum())]).T
-        coef, *_ = np.linalg.lstsq(A, y[m], rcond=None)
-        err.append(abs(coef[0] * x[i] + coef[1] - y[i]))
-        base.append(abs(y[m].mean() - y[i]))
-    mae, mae0 = float(np.mean(err)), float(np.mean(base))
-    return {"mae": mae, "mae_baseline": mae0, "skill": 1 - mae / mae0 if mae0 > 0 else float("nan"), "n": n}
+def _line(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+    """Least-squares line of y on x (slope 0 if x is constant), evaluated at ``x_new``."""
+    mx, my = x.mean(), y.mean()
+    sxx = ((x - mx) ** 2).sum()
+    b = ((x - mx) * (y - my)).sum() / sxx if sxx > 1e-12 * max(1.0, (x ** 2).sum()) else 0.0
+    return my + b * (x_new - mx)
+
+
+def _logo(x: np.ndarray, y: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every row, the prediction of the line fitted without the row's cluster, and the mean of
+    y without it (leave one cluster out, all clusters at once from per-cluster sums)."""
+    s = x.std()
+    x = (x - x.mean()) / (s if s > 0 else 1.0)  # affine in x: the fitted predictions are unchanged
+    y0 = y.mean()
+    yc = y - y0
+    g = int(codes.max()) + 1
+    sums = [np.bincount(codes, w, minlength=g) for w in (np.ones_like(x), x, yc, x * x, x * yc)]
+    n, sx, sy, sxx, sxy = (v.sum() - v for v in sums)  # totals without each cluster
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = sx / n, sy / n
+        vxx, vxy = sxx - n * mx ** 2, sxy - n * mx * my
+        b = np.where(vxx > 1e-10 * n, vxy / vxx, 0.0)
+    pred = my[codes] + b[codes] * (x - mx[codes]) + y0
+    return pred, my[codes] + y0
+
+
+def _skill_boot(err: np.ndarray, err0: np.ndarray, codes: np.ndarray, n_boot: int, seed: int,
+                level: float) -> dict:
+    """Skill 1 − Σerr/Σerr0 with a bootstrap over clusters of the out-of-sample errors."""
+    mae, mae0 = float(err.mean()), float(err0.mean())
+    skill = 1 - mae / mae0 if mae0 > 0 else math.nan
+    out = {"mae": mae, "mae_baseline": mae0, "skill": skill}
+    g = int(codes.max()) + 1
+    if g < MIN_CLUSTERS or not np.isfinite(skill):
+        return {**out, "low": math.nan, "high": math.nan, "p": math.nan, "n_boot": 0}
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.concatenate([1 - (W @ err) / (W @ err0) for W in _weights(codes, n_boot, rng)])
+    return {**out, **_summary(skill, boots, level)}
+
+
+def loo_prediction(x: Sequence[float], y: Sequence[float], groups: Sequence[Hashable] | None = None,
+                   n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    r"""Leave-one-configuration-out linear prediction of ``y`` from ``x``, against the mean.
+
+    For each configuration (``groups``; each model alone when None) a least-squares line of y on
+    x is fitted to the *other* configurations' models and predicts this configuration's models;
+    the baseline predicts them by the other models' mean. With :math:`e_i, e^0_i` the absolute
+    errors, ``skill`` :math:`= 1 - \sum e_i / \sum e^0_i` (0: no better than the mean, 1:
+    perfect, < 0: worse). Its interval and bootstrap p-value resample the held-out
+    configurations' errors (configurations with replacement; the fits are not redone). Holding
+    out whole configurations keeps a model's seed-mates out of its own fit.
+
+    Parameters:
+        x: the predictor, one value per model.
+        y: the outcome.
+        groups: the configuration of each model, or None for leave-one-model-out.
+        n_boot, seed, level: as in :func:`kendall_tau`.
+
+    Returns:
+        ``{"mae", "mae_baseline", "skill", "low", "high", "p", "n", "n_groups", "n_boot"}``;
+        NaN for fewer than 4 models or 3 configurations (the interval: fewer than
+        :data:`MIN_CLUSTERS`).
+
+    Example:
+        >>> round(loo_prediction([0, 1, 2, 3, 4, 5], [1, 3, 5, 7, 9, 11])["skill"], 6)
+        1.0
+    """
+    (x, y), codes = _finite(x, y, clusters=groups)
+    n, g = len(x), (int(codes.max()) + 1 if len(codes) else 0)
+    nan = {"mae": math.nan, "mae_baseline": math.nan, "skill": math.nan, "low": math.nan,
+           "high": math.nan, "p": math.nan, "n": n, "n_groups": g, "n_boot": 0}
+    if n < 4 or g < 3:
+        return nan
+    pred, base = _logo(x, y, codes)
+    return {**_skill_boot(np.abs(pred - y), np.abs(base - y), codes, n_boot, seed, level), "n": n, "n_groups": g}
+
+
+def select_by_loo(X: pd.DataFrame, y: np.ndarray, groups: Sequence[Hashable]) -> str:
+    """The column of ``X`` whose leave-one-configuration-out line predicts ``y`` best (smallest
+    mean absolute error; ties: the first column). This is the selection step that
+    :func:`nested_loo` runs on the training configurations of each fold.
+
+    Example:
+        >>> X = pd.DataFrame({"noise": [3, 1, 4, 1, 5, 9], "signal": [0, 1, 2, 3, 4, 5]})
+        >>> select_by_loo(X, np.array([0.0, 2, 4, 6, 8, 10]), list("aabbcc"))
+        'signal'
+    """
+    codes = _codes(groups, len(X))
+    y = np.asarray(y, float)
+    errs = {}
+    for k in X.columns:
+        x = X[k].to_numpy(float)
+        errs[k] = float(np.abs(_logo(x, y, codes)[0] - y).mean())
+    return min(X.columns, key=lambda k: errs[k])
+
+
+def nested_loo(X: pd.DataFrame, y: Sequence[float], groups: Sequence[Hashable],
+               select: Callable[[pd.DataFrame, np.ndarray, np.ndarray], str] | None = None,
+               n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    r"""Nested leave-one-configuration-out prediction: the best predictor is chosen inside the loop.
+
+    For each configuration :math:`g` in turn: the models of :math:`g` are held out; ``select``
+    chooses one column of ``X`` using only the other configurations' models (by default
+    :func:`select_by_loo`, itself a leave-one-configuration-out comparison *within* them); a
+    line of y on the chosen column, fitted to those same models, predicts the held-out models;
+    the baseline predicts them by those models' mean. The held-out models never enter their
+    own fold's selection or fit, so the skill :math:`1 - \sum e_i / \sum e^0_i` estimates what
+    "pick the best early measure, then predict" achieves on a new configuration — not the
+    optimistic skill of the best candidate found on all the data. Interval and p-value as in
+    :func:`loo_prediction` (configurations resampled; fits and choices not redone).
+
+    Parameters:
+        X: one column per candidate predictor, one row per model; rows with any non-finite
+            candidate or outcome are dropped (one common set of models). ``select`` receives
+            the training rows with their original index.
+        y: the outcome, aligned with ``X`` by position.
+        groups: the configuration of each model, aligned by position.
+        select: ``select(X_train, y_train, groups_train) -> column``.
+        n_boot, seed, level: as in :func:`kendall_tau`.
+
+    Returns:
+        As :func:`loo_prediction`, plus ``chosen`` (``{column: number of folds}``, most chosen
+        first) and ``folds`` (per fold: ``held_out`` configuration, ``chosen`` column, ``test``
+        the index labels scored). NaN for fewer than 4 configurations.
+
+    Example:
+        >>> X = pd.DataFrame({"noise": [3, 1, 4, 1, 5, 9, 2, 6], "signal": [0, 1, 2, 3, 4, 5, 6, 7]})
+        >>> r = nested_loo(X, [0.0, 2, 4, 6, 8, 10, 12, 14], list("aabbccdd"))
+        >>> round(r["skill"], 6), r["chosen"]
+        (1.0, {'signal': 4})
+    """
+    select = select or select_by_loo
+    X = X.copy()
+    yv = pd.to_numeric(pd.Series(list(y)), errors="coerce").to_numpy(float)
+    labels = np.asarray(list(groups), dtype=object)
+    if len(yv) != len(X) or len(labels) != len(X):
+        raise ValueError("nested_loo: X, y and groups have different lengths")
+    keep = np.isfinite(yv) & np.logical_and.reduce(
+        [np.isfinite(pd.to_numeric(X[c], errors="coerce").to_numpy(float)) for c in X.columns])
+    X, yv, labels = X[keep].astype(float), yv[keep], labels[keep]
+    codes = _codes(labels.tolist(), len(yv))
+    n, g = len(yv), (int(codes.max()) + 1 if len(codes) else 0)
+    if n < 4 or g < 4 or X.shape[1] == 0:
+        return {"mae": math.nan, "mae_baseline": math.nan, "skill": math.nan, "low": math.nan,
+                "high": math.nan, "p": math.nan, "n": n, "n_groups": g, "n_boot": 0, "chosen": {}, "folds": []}
+    pred, base = np.empty(n), np.empty(n)
+    folds = []
+    for k in range(g):
+        te = codes == k
+        tr = ~te
+        col = select(X[tr], yv[tr], labels[tr])
+        if col not in X.columns:
+            raise ValueError(f"nested_loo: select returned {col!r}, not a column of X")
+        xc = X[col].to_numpy(float)
+        pred[te] = _line(xc[tr], yv[tr], xc[te])
+        base[te] = yv[tr].mean()
+        folds.append({"held_out": labels[te][0], "chosen": col, "test": X.index[te].tolist()})
+    res = _skill_boot(np.abs(pred - yv), np.abs(base - yv), codes, n_boot, seed, level)
+    chosen = dict(Counter(f["chosen"] for f in folds).most_common())
+    return {**res, "n": n, "n_groups": g, "chosen": chosen, "folds": folds}
