@@ -3,6 +3,7 @@ plain and nested leave-one-configuration-out prediction, the verdicts, and funct
 rescaling."""
 from __future__ import annotations
 
+import doctest
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,10 @@ from torch import nn
 
 import landscape as ls
 from landscape import correlation
-from landscape.correlation import (common_models, equal_size_pool, factorial_axes, granulated_tau, kendall_tau,
-                                   loo_prediction, nested_loo, partial_kendall_tau, select_by_loo)
+from landscape.correlation import (common_models, equal_size_pool, factorial_axes, granulated_tau,
+                                   invariance_verdict, kendall_tau, loo_prediction, nested_loo,
+                                   nested_verdict, partial_kendall_tau, select_by_loo, skill_strength,
+                                   skill_verdict, tau_verdict, training_state_verdict)
 from landscape.reparam import rescale_layers
 
 
@@ -274,3 +277,63 @@ def test_nested_loo_finds_a_real_predictor_in_every_fold():
     r = nested_loo(X, y, groups)
     assert r["chosen"] == {"signal": 10} and r["skill"] > 0.8 and r["low"] > 0.5
     assert np.isnan(nested_loo(X.iloc[:9], y[:9], groups[:9])["skill"])  # 3 configurations: none
+
+
+# --- verdicts -----------------------------------------------------------------------------------
+
+def test_skill_strength_reads_the_skill_with_its_interval():
+    assert skill_strength(0.7, 0.5, 0.8) == "strongly"
+    assert skill_strength(0.4, 0.1, 0.6) == "moderately"
+    assert skill_strength(0.1, 0.02, 0.2) == "weakly"
+    assert skill_strength(0.5, -0.01, 0.8) == "no better than the mean"
+    assert skill_strength(-0.3, -0.5, -0.1) == "worse than the mean"
+    assert skill_strength(0.5, np.nan, np.nan) == "without an interval"
+    assert skill_strength(np.nan, np.nan, np.nan) == "not computable"
+
+
+def _tau_rows(**cols):
+    return pd.DataFrame({"label": ["A", "B", "C"], **cols})
+
+
+def test_tau_verdict_names_the_intervals_excluding_zero_and_their_survivors():
+    none = _tau_rows(tau=[0.1, -0.1, 0.0], low=[-0.1, -0.3, -0.2], high=[0.3, 0.1, 0.2],
+                     holm=[False] * 3, bh=[False] * 3)
+    assert tau_verdict(none, "τ with the gap", m=9).startswith("no measure's 95 % interval")
+    two = _tau_rows(tau=[0.5, -0.4, 0.0], low=[0.3, -0.6, -0.2], high=[0.7, -0.1, 0.2],
+                    holm=[True, False, False], bh=[True, True, False])
+    v = tau_verdict(two, "τ with the gap", m=9)
+    assert "A (τ = +0.50) and B (τ = -0.40)" in v and "other measures did not" in v
+    assert "over the 9 intervals" in v and "A survived Holm's, all 2 Benjamini–Hochberg's" in v
+    assert "all 2 survived Holm's correction over the 9" in tau_verdict(two.assign(holm=True), "τ", m=9)
+    three = pd.concat([two, two.assign(label=["D", "E", "F"], holm=False, bh=False)], ignore_index=True)
+    assert "A survived Holm's and A and B Benjamini–Hochberg's" in tau_verdict(three, "τ", m=9)
+    same = three.assign(bh=three["holm"])
+    assert "A survived Holm's and Benjamini–Hochberg's, the others neither" in tau_verdict(same, "τ", m=9)
+    lost = two.assign(holm=False, bh=False)
+    assert "none survived Holm's nor Benjamini–Hochberg's" in tau_verdict(lost, "τ", m=9)
+    assert "too few configurations" in tau_verdict(none.assign(low=np.nan, high=np.nan), "τ")
+
+
+def test_prediction_verdicts_come_from_the_numbers():
+    res = {"chosen": {"loss": 9, "lam": 3}, "skill": 0.2, "low": 0.05, "high": 0.35}
+    assert nested_verdict(res, {"loss": "the loss"}) == \
+        "the loss (chosen in 9 of 12 folds; also lam in 3), nested skill 0.20 [0.05, 0.35]: weakly"
+    assert "fewer than 4 configurations" in nested_verdict({"chosen": {}})
+    v = skill_verdict({"s1": res, "s2": {"skill": 0.0, "low": -0.2, "high": 0.2},
+                       "s3": {"skill": np.nan, "low": np.nan, "high": np.nan}})
+    assert "in 1 of 2 studies" in v and "weakly in s1" in v and "no better than the mean in s2" in v
+    assert "not computable in s3" in v
+
+
+def test_invariance_and_training_state_verdicts():
+    v = invariance_verdict({"loss": 1e-9, "λ_max": 0.9, "SAM sharpness": 0.5, "adaptive": 0.002})
+    assert v.startswith("λ_max and SAM sharpness changed by 90.0 % and 50.0 % respectively")
+    assert "loss (0.0 %) and adaptive (0.2 %) stayed within 1 %" in v
+    assert training_state_verdict([], []) == ("no model records whether it reached its stopping criterion; "
+                                              "no model records its gradient norm at the end point")
+    assert training_state_verdict([True, True, False], [1e-3, 2e-3, 0.5]).startswith(
+        "2 of 3 models with a recorded state reached")
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(correlation, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

@@ -1,6 +1,6 @@
 r"""Does a measure track generalisation? Rank correlations with intervals that resample
-configurations, partial and granulated Kendall τ, and leave-one-configuration-out prediction
-(plain and nested).
+configurations, partial and granulated Kendall τ, leave-one-configuration-out prediction (plain
+and nested), and the verdict sentences the question pages glue.
 
 **Kendall's τ-b** between a measure :math:`x` and a target :math:`y` (generalisation gap, test
 error, …) over :math:`n` models counts concordant minus discordant pairs,
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,8 @@ from scipy import stats
 __all__ = [
     "MIN_CLUSTERS", "kendall_tau", "partial_kendall_tau", "factorial_axes", "granulated_tau",
     "common_models", "equal_size_pool", "loo_prediction", "select_by_loo", "nested_loo",
+    "interval_text", "skill_strength", "tau_verdict", "nested_verdict", "choice_verdict", "skill_verdict",
+    "invariance_verdict", "training_state_verdict",
 ]
 
 #: Fewest clusters (configurations) from which an interval is computed. With G clusters a
@@ -581,3 +583,237 @@ def nested_loo(X: pd.DataFrame, y: Sequence[float], groups: Sequence[Hashable],
     res = _skill_boot(np.abs(pred - yv), np.abs(base - yv), codes, n_boot, seed, level)
     chosen = dict(Counter(f["chosen"] for f in folds).most_common())
     return {**res, "n": n, "n_groups": g, "chosen": chosen, "folds": folds}
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts: the sentences the pages glue, computed from the numbers
+# ---------------------------------------------------------------------------------------------
+
+def interval_text(est: float, low: float, high: float, digits: int = 2) -> str:
+    """``est [low, high]``, or ``est (no interval)`` / ``n/a`` where they are not finite.
+
+    Example:
+        >>> interval_text(0.312, 0.1, 0.5), interval_text(0.3, float("nan"), float("nan"))
+        ('0.31 [0.10, 0.50]', '0.30 (no interval)')
+    """
+    if not np.isfinite(est):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{est:.{digits}f} (no interval)"
+    return f"{est:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+#: Skill thresholds for :func:`skill_strength`: the share of the mean's error removed.
+STRENGTH = ((2 / 3, "strongly"), (1 / 3, "moderately"), (0.0, "weakly"))
+
+
+def skill_strength(skill: float, low: float, high: float) -> str:
+    """A word for a prediction skill read with its interval: ``strongly`` (skill ≥ 2/3: two
+    thirds of the mean's error removed), ``moderately`` (≥ 1/3), ``weakly`` (> 0) — each only
+    when the interval lies above zero; ``no better than the mean`` when it contains zero,
+    ``worse than the mean`` when it lies below; ``without an interval`` / ``not computable``.
+
+    Example:
+        >>> [skill_strength(*s) for s in [(0.8, 0.7, 0.9), (0.2, 0.05, 0.3), (0.2, -0.1, 0.4), (-0.5, -0.9, -0.1)]]
+        ['strongly', 'weakly', 'no better than the mean', 'worse than the mean']
+    """
+    if not np.isfinite(skill):
+        return "not computable"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "without an interval"
+    if high < 0:
+        return "worse than the mean"
+    if low <= 0:
+        return "no better than the mean"
+    return next(word for t, word in STRENGTH if skill >= t)
+
+
+def _names(labels: Sequence[str]) -> str:
+    labels = list(labels)
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def tau_verdict(table: pd.DataFrame, what: str, m: int | None = None, label: str = "label") -> str:
+    """Which τ intervals of ``table`` exclude zero, and which of those survive Holm's and
+    Benjamini–Hochberg's corrections.
+
+    Parameters:
+        table: rows with ``label``, ``tau``, ``low``, ``high`` and (from
+            :func:`landscape.multiplicity.adjust_pvalues`) ``holm`` and ``bh``.
+        what: the association, as the sentence names it ("τ with the generalisation gap").
+        m: the family size the corrections were over (default: ``table.attrs["m"]``).
+        label: the column naming each measure.
+
+    Example:
+        >>> t = pd.DataFrame({"label": ["λ_max", "tr H"], "tau": [0.4, 0.1], "low": [0.2, -0.1],
+        ...                   "high": [0.6, 0.3], "holm": [True, False], "bh": [True, False]})
+        >>> print(tau_verdict(t, "τ with the gap", m=12))  # doctest: +NORMALIZE_WHITESPACE
+        the 95 % interval of λ_max (τ = +0.40) for its τ with the gap excluded zero, those of the
+        other measures did not; it survived Holm's correction over the 12 intervals read against
+        zero and Benjamini–Hochberg's
+    """
+    m = table.attrs.get("m") if m is None else m
+    t = table[np.isfinite(table["tau"].astype(float))]
+    if t.empty:
+        return f"no {what} could be computed"
+    t = t[np.isfinite(t["low"].astype(float))]
+    if t.empty:
+        return f"no {what} had an interval (too few configurations)"
+    sig = t[(t["low"] > 0) | (t["high"] < 0)]
+    if sig.empty:
+        return (f"no measure's 95 % interval for its {what} excluded zero "
+                f"(τ between {t['tau'].min():+.2f} and {t['tau'].max():+.2f})")
+    one = len(sig) == 1
+    listed = _names([f"{r[label]} (τ = {r['tau']:+.2f})" for _, r in sig.iterrows()])
+    rest = "" if len(sig) == len(t) else ", those of the other measures did not"
+    head = (f"the 95 % interval{'' if one else 's'} of {listed} for {'its' if one else 'their'} {what} "
+            f"excluded zero{rest}")
+    fam = f" over the {m} intervals read against zero" if m else ""
+    h, b = sig.loc[sig["holm"].astype(bool), label].tolist(), sig.loc[sig["bh"].astype(bool), label].tolist()
+    if one:
+        if h:
+            return head + f"; it survived Holm's correction{fam} and Benjamini–Hochberg's"
+        if b:
+            return head + f"; it survived Benjamini–Hochberg's correction{fam} but not Holm's"
+        return head + f"; it did not survive Holm's nor Benjamini–Hochberg's correction{fam}"
+    k = len(sig)
+    if len(h) == k:
+        return head + f"; all {k} survived Holm's correction{fam} (and so Benjamini–Hochberg's)"
+    holm_part = f"{_names(h)} survived Holm's" if h else "none survived Holm's"
+    if len(b) == k:
+        return head + f"; after correction{fam}, {holm_part}, all {k} Benjamini–Hochberg's"
+    if h and h == b:
+        return head + f"; after correction{fam}, {_names(h)} survived Holm's and Benjamini–Hochberg's, the others neither"
+    return (head + f"; after correction{fam}, {holm_part}"
+            + (f" and {_names(b)} Benjamini–Hochberg's" if b else " nor Benjamini–Hochberg's"))
+
+
+def nested_verdict(res: Mapping, labels: Mapping[str, str] | None = None) -> str:
+    """What the nested loop chose and how well it predicted: ``"<most chosen> (chosen in a of
+    F folds; also: …), nested skill s [lo, hi]: <strength>"``.
+
+    Example:
+        >>> nested_verdict({"chosen": {"loss": 5, "lam": 1}, "skill": 0.4, "low": 0.1, "high": 0.6},
+        ...                {"loss": "loss after epoch 1", "lam": "λ_max"})
+        'loss after epoch 1 (chosen in 5 of 6 folds; also λ_max in 1), nested skill 0.40 [0.10, 0.60]: moderately'
+    """
+    labels = labels or {}
+    chosen = dict(res.get("chosen") or {})
+    if not chosen:
+        return "no nested prediction (fewer than 4 configurations)"
+    f = sum(chosen.values())
+    (top, k), *others = chosen.items()
+    also = "; also " + ", ".join(f"{labels.get(c, c)} in {v}" for c, v in others) if others else ""
+    return (f"{labels.get(top, top)} (chosen in {k} of {f} folds{also}), nested skill "
+            f"{interval_text(res['skill'], res['low'], res['high'])}: "
+            f"{skill_strength(res['skill'], res['low'], res['high'])}")
+
+
+def choice_verdict(results: Mapping[str, Mapping], kinds: Mapping[str, Sequence[str]]) -> str:
+    """How often each kind of candidate was chosen inside the nested loops, counted over the folds
+    of every study (:func:`nested_loo` results).
+
+    Parameters:
+        results: ``{study: nested_loo(...) result}``.
+        kinds: ``{phrase: [candidate columns]}``; a chosen column of no kind counts as "another
+            candidate".
+
+    Example:
+        >>> choice_verdict({"a": {"chosen": {"loss": 3, "lam0": 1}}, "b": {"chosen": {"lam1": 4}}},
+        ...                {"the loss": ["loss"], "a curvature measure": ["lam0", "lam1"], "a gradient norm": ["g"]})
+        'inside the loop, the loss was chosen in 3 of 8 folds, a curvature measure in 5 and a gradient norm in 0 (2 studies)'
+    """
+    counts = Counter()
+    for r in results.values():
+        counts.update(r.get("chosen") or {})
+    total = sum(counts.values())
+    if not total:
+        return "no study had enough configurations for a nested prediction"
+    of_kind = {k: sum(counts[c] for c in cols) for k, cols in kinds.items()}
+    other = total - sum(of_kind.values())
+    items = list(of_kind.items()) + ([("another candidate", other)] if other else [])
+    parts = [f"{k} was chosen in {v} of {total} folds" if i == 0 else f"{k} in {v}" for i, (k, v) in enumerate(items)]
+    n = sum(1 for r in results.values() if r.get("chosen"))
+    return f"inside the loop, {_names(parts)} ({n} {'study' if n == 1 else 'studies'})"
+
+
+def skill_verdict(results: Mapping[str, Mapping], names: Mapping[str, str] | None = None,
+                  outcome: str = "the final test accuracy") -> str:
+    """The headline of a prediction page: per study, how well the early measure chosen inside a
+    nested leave-one-configuration-out loop predicted the outcome (:func:`skill_strength` of
+    its skill), and in how many studies its interval lay above zero.
+
+    Parameters:
+        results: ``{study: nested_loo(...) result}``.
+        names: how the sentence names each study.
+        outcome: the outcome, as the sentence names it.
+
+    Example:
+        >>> skill_verdict({"a": {"skill": 0.5, "low": 0.2, "high": 0.7},
+        ...                "b": {"skill": 0.1, "low": -0.2, "high": 0.3}}, {"a": "study A", "b": "study B"})  # doctest: +NORMALIZE_WHITESPACE
+        'chosen inside the leave-one-configuration-out loop, early measurements predicted the
+        final test accuracy better than the mean (interval above zero) in 1 of 2 studies:
+        moderately in study A (skill 0.50 [0.20, 0.70]) and no better than the mean in study B
+        (skill 0.10 [-0.20, 0.30])'
+    """
+    names = names or {}
+    parts, above, counted = [], 0, 0
+    for s, r in results.items():
+        word = skill_strength(r["skill"], r["low"], r["high"])
+        if np.isfinite(r["low"]):
+            counted += 1
+            above += r["low"] > 0
+        parts.append(f"{word} in {names.get(s, s)} (skill {interval_text(r['skill'], r['low'], r['high'])})")
+    if not parts:
+        return "no study had early measurements to predict from"
+    return (f"chosen inside the leave-one-configuration-out loop, early measurements predicted "
+            f"{outcome} better than the mean (interval above zero) in {above} of {counted} "
+            f"{'study' if counted == 1 else 'studies'}: " + _names(parts))
+
+
+def invariance_verdict(spread: Mapping[str, float], tol: float = 0.01) -> str:
+    """Which quantities changed under a function-preserving reparametrisation and which did not.
+
+    Parameters:
+        spread: ``{label: (max − min) / max |value|}`` across the reparametrisations tried.
+        tol: the relative change below which a quantity counts as unchanged.
+
+    Example:
+        >>> invariance_verdict({"loss": 0.0, "λ_max": 0.94, "adaptive sharpness": 0.003})
+        'λ_max changed by 94.0 % of its largest value across the rescalings, while loss (0.0 %) and adaptive sharpness (0.3 %) stayed within 1 %'
+    """
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    spread = {k: float(v) for k, v in spread.items() if np.isfinite(v)}
+    changed = [k for k, v in spread.items() if v > tol]
+    same = [k for k, v in spread.items() if v <= tol]
+    if not spread:
+        return "no quantity could be compared across the rescalings"
+    head = (f"{_names(changed)} changed by {_names([pct(spread[k]) for k in changed])}"
+            + (" respectively," if len(changed) > 1 else "")
+            + f" of {'its' if len(changed) == 1 else 'their'} largest value across the rescalings") if changed else ""
+    tail = (_names([f"{k} ({pct(spread[k])})" for k in same]) + f" stayed within {100 * tol:g} %") if same else ""
+    if head and tail:
+        return f"{head}, while {tail}"
+    return head or ("every quantity compared — " + tail)
+
+
+def training_state_verdict(reached: Sequence, grad_norm: Sequence[float]) -> str:
+    """How many models reached their stopping criterion, and the spread of the end point's
+    gradient norm ‖g‖ (a sharpness value cannot be read without it). Missing entries (None,
+    NaN) count as not recorded.
+
+    Example:
+        >>> training_state_verdict([True, False, None], [0.01, 0.2, float("nan")])
+        '1 of 2 models with a recorded state reached their stopping criterion (not recorded for 1); the gradient norm at the end point had median 0.105 (range 0.01–0.2, 2 models)'
+    """
+    rec = [bool(r) for r in reached if r is not None and not (isinstance(r, float) and math.isnan(r))]
+    n_missing = len(list(reached)) - len(rec)
+    g = np.asarray([v for v in pd.to_numeric(pd.Series(list(grad_norm), dtype=object), errors="coerce")
+                    if np.isfinite(v)], float)
+    first = (f"{sum(rec)} of {len(rec)} models with a recorded state reached their stopping criterion"
+             + (f" (not recorded for {n_missing})" if n_missing else "")) if rec else \
+        "no model records whether it reached its stopping criterion"
+    second = (f"the gradient norm at the end point had median {np.median(g):.3g} "
+              f"(range {g.min():.3g}–{g.max():.3g}, {len(g)} models)") if len(g) else \
+        "no model records its gradient norm at the end point"
+    return f"{first}; {second}"
