@@ -115,15 +115,76 @@ def _torchvision_set(name: str, root: Path, train: bool):
         socket.setdefaulttimeout(old_timeout)
 
 
+# the raw files torchvision reads for each dataset (under <root>/<folder>/raw, or <root>/<folder>)
+RAW_FILES = {
+    "mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    "cifar10": ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"],
+}
+RAW_FILES["fashion_mnist"] = RAW_FILES["mnist"]
+
+
+def raw_paths(name: str, root: Path) -> list[Path]:
+    """The raw files of ``name`` under ``root`` (whether or not they exist)."""
+    folder = Path(root) / DATASET_INFO[name][1]
+    sub = folder / "raw" if name != "cifar10" else folder
+    return [sub / f for f in RAW_FILES[name]]
+
+
+def _cache_file(name: str, root: Path, train: bool) -> Path | None:
+    """Where the decoded tensors of one split are cached: under the artefacts folder, named by a
+    fingerprint (name, size, mtime) of the raw files, so replaced files are decoded again. None
+    when the raw files are not all there (torchvision then reports or downloads them)."""
+    from .config import artefacts_root
+    from .store import config_hash
+
+    try:
+        stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in raw_paths(name, root)]
+    except OSError:
+        return None
+    key = config_hash({"dataset": name, "train": train, "raw": stats, "format": 1})
+    return artefacts_root() / "cache" / "data" / f"{name}-{'train' if train else 'test'}-{key}.pt"
+
+
+def _digest(raw: Tensor, y: Tensor) -> str:
+    import hashlib
+
+    h = hashlib.sha256(raw.contiguous().numpy().tobytes())
+    h.update(y.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _raw_split(name: str, root: Path, train: bool) -> tuple[Tensor, Tensor]:
+    """The split's images (uint8, as stored) and labels: from the tensor cache when it is there
+    and its checksum holds (no torchvision import: about half a job's start-up on 2 cores), else
+    decoded by torchvision and cached (best effort: a read-only artefacts folder just skips it)."""
+    from .store import CorruptArtefact, load_torch, save_torch
+
+    cache = _cache_file(name, root, train)
+    if cache is not None:
+        try:
+            c = load_torch(cache)
+            if _digest(c["x"], c["y"]) == c["sha256"]:
+                return c["x"], c["y"]
+        except (FileNotFoundError, CorruptArtefact, KeyError, TypeError):
+            pass
+    ds = _torchvision_set(name, root, train)
+    raw, y = torch.as_tensor(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)
+    if cache is not None:
+        try:
+            save_torch(cache, {"x": raw, "y": y, "sha256": _digest(raw, y)})
+        except OSError:
+            pass
+    return raw, y
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, root: str, train: bool) -> Data:
-    ds = _torchvision_set(name, Path(root), train)
-    raw = torch.as_tensor(ds.data)
+    _check_root(Path(root), DATASET_INFO[name][4])
+    raw, y = _raw_split(name, Path(root), train)
     x = raw.float().div_(255.0)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
     _, _, mean, std, _ = DATASET_INFO[name]
     x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    y = torch.as_tensor(ds.targets, dtype=torch.long)
     return Data(name=name, x=x.contiguous(), y=y)
 
 

@@ -6,22 +6,14 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, Study, load_study
-from .data import DATASET_INFO, DataNotFound, data_root, load
+from .data import DataNotFound, data_root, load, raw_paths
 
 __all__ = ["files_present", "check", "check_or_exit"]
-
-_FILES = {
-    "mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-    "cifar10": ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"],
-}
-_FILES["fashion_mnist"] = _FILES["mnist"]
 
 
 def files_present(name: str, root) -> bool:
     """Whether the raw files torchvision reads for ``name`` exist under ``root`` (no loading)."""
-    folder = Path(root) / DATASET_INFO[name][1]
-    sub = folder / "raw" if name != "cifar10" else folder
-    return all((sub / f).exists() for f in _FILES[name])
+    return all(p.exists() for p in raw_paths(name, Path(root)))
 
 
 def check(studies: list[str], profile: str, root=None) -> dict[str, Study]:
