@@ -175,6 +175,13 @@ def test_sam_sharpness_is_shown_beside_its_first_order_term():
     assert "ρ‖g‖ = not recorded" in measure_cell(_probes(sharpness_sam=[0.1, 0.2, 0.3]), "sharpness_sam", rho=0.05)
 
 
+def test_stochastic_estimates_carry_their_standard_error():
+    assert measure_cell(_probes(trace=[10.0, 11.0, 12.0], trace_stderr=[0.1, 0.3, 0.2]), "trace").endswith(
+        "estimator s.e. ≤ 0.3")
+    assert "Monte Carlo s.e. ≤ 0.002" in measure_cell(
+        _probes(sharpness_random=[0.1, 0.2, 0.3], sharpness_random_stderr=[0.001, 0.002, 0.001]), "sharpness_random")
+
+
 def test_criterion_cell_says_whether_runs_reached_their_criterion():
     p = _probes(criterion_reached=[True, False, True], epochs_trained=[4, 6, 4])
     assert criterion_cell(p) == "reached in 2 of 3 runs; epochs trained: 4 / 6 / 4 (n=3)"

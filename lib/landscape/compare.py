@@ -482,7 +482,8 @@ def measure_cell(p: Mapping, key: str, rho: float | None = None, digits: int | N
       runs that did not converge (they certify no sign);
     * ``sharpness_sam``: plus ``ρ‖g‖`` (``sam_first_order``, else ``rho × grad_norm``) and the
       number of runs where ``‖g‖ ≥ ρ λ_max``;
-    * ``sharpness_random``: plus the largest Monte Carlo standard error.
+    * ``sharpness_random``, ``trace``: plus the largest per-run standard error of the estimator
+      (``sharpness_random_stderr``, ``trace_stderr``).
 
     Example:
         >>> p = {"seeds": [0, 1, 2], "lambda_max": [88.6, 260.0, -82.0], "converged": [True, False, True],
@@ -519,9 +520,10 @@ def measure_cell(p: Mapping, key: str, rho: float | None = None, digits: int | N
             text += (f" · ‖g‖ ≥ ρλ_max in {k} of {n} runs: there it measures the gradient, not curvature"
                      if k else f" · ‖g‖ < ρλ_max in all {n} runs")
         return text
-    if key == "sharpness_random":
-        se = _max_text(p.get("sharpness_random_stderr"))
-        return text + (f" · Monte Carlo s.e. ≤ {se}" if se is not None else "")
+    if key in ("sharpness_random", "trace"):  # estimators with a per-run standard error
+        se = _max_text(p.get(f"{key}_stderr"))
+        return text + (f" · {'Monte Carlo' if key == 'sharpness_random' else 'estimator'} s.e. ≤ {se}"
+                       if se is not None else "")
     return text
 
 
