@@ -276,7 +276,8 @@ def gradient_decay_verdict(ratios: Sequence[float], predicted: float = 0.9 ** 20
 
 def association_verdict(r: Mapping, x: str, y: str, if_negative: str = "", if_positive: str = "") -> Verdict:
     """A rank correlation read against 0: ``r`` is :func:`landscape.correlation.kendall_tau`'s
-    result (``tau``, bootstrap ``low``/``high``, ``n``).
+    result (``tau``, bootstrap ``low``/``high``, ``n``; ``resampled`` and ``n_clusters`` when it
+    records them — resample configurations, not seeds, when models share one).
 
     Rule: an association is stated only when the interval excludes 0. ``if_negative`` /
     ``if_positive`` add what the direction means (e.g. "more noise went with flatter minima").
@@ -286,13 +287,17 @@ def association_verdict(r: Mapping, x: str, y: str, if_negative: str = "", if_po
     Example:
         >>> association_verdict({"tau": -0.5, "low": -0.8, "high": -0.2, "n": 18}, "η/B", "λ_max").sentence
         'λ_max fell as η/B grew (Kendall τ = -0.50 [-0.80, -0.20], 95 % bootstrap interval, n = 18 models).'
-        >>> association_verdict({"tau": 0.1, "low": -0.3, "high": 0.5, "n": 18}, "η/B", "λ_max").status
-        'none detected'
+        >>> association_verdict({"tau": 0.1, "low": -0.3, "high": 0.5, "n": 18, "resampled": "configurations",
+        ...                      "n_clusters": 6}, "η/B", "λ_max").sentence
+        'No monotone association between η/B and λ_max was detectable (Kendall τ = 0.10 [-0.30, 0.50], 95 % bootstrap interval over configurations, n = 18 models in 6 configurations; the interval contains 0).'
     """
     tau, lo, hi, n = (r.get(k) for k in ("tau", "low", "high", "n"))
     if n is None or n < 3 or tau is None or not all(map(math.isfinite, (tau, lo, hi))):
         return Verdict("too few", f"{y} against {x}: too few models for a rank correlation (n = {n}).", dict(r))
-    t = f"Kendall τ = {tau:.2f} [{lo:.2f}, {hi:.2f}], 95 % bootstrap interval, n = {n} models"
+    over = r.get("resampled")
+    t = (f"Kendall τ = {tau:.2f} [{lo:.2f}, {hi:.2f}], 95 % bootstrap interval"
+         + (f" over {over}" if over else "") + f", n = {n} models"
+         + (f" in {r['n_clusters']} configurations" if over == "configurations" and r.get("n_clusters") else ""))
     if lo > 0:
         return Verdict("positive", f"{y} rose as {x} grew ({t})" + (f": {if_positive}" if if_positive else "") + ".",
                        dict(r))
