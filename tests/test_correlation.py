@@ -327,7 +327,8 @@ def test_prediction_verdicts_come_from_the_numbers():
 
 def test_invariance_and_training_state_verdicts():
     v = invariance_verdict({"loss": 1e-9, "λ_max": 0.9, "SAM sharpness": 0.5, "adaptive": 0.002})
-    assert v.startswith("λ_max and SAM sharpness changed by 90.0 % and 50.0 % respectively")
+    assert v.startswith("λ_max and SAM sharpness changed by 90.0 % and 50.0 % of their largest values respectively")
+    assert invariance_verdict({"λ_max": 0.5}) == "λ_max changed by 50.0 % of its largest value across the rescalings"
     assert "loss (0.0 %) and adaptive (0.2 %) stayed within 1 %" in v
     assert training_state_verdict([], []) == ("no model records whether it reached its stopping criterion; "
                                               "no model records its gradient norm at the end point")

@@ -788,9 +788,10 @@ def invariance_verdict(spread: Mapping[str, float], tol: float = 0.01) -> str:
     same = [k for k, v in spread.items() if v <= tol]
     if not spread:
         return "no quantity could be compared across the rescalings"
-    head = (f"{_names(changed)} changed by {_names([pct(spread[k]) for k in changed])}"
-            + (" respectively," if len(changed) > 1 else "")
-            + f" of {'its' if len(changed) == 1 else 'their'} largest value across the rescalings") if changed else ""
+    one = len(changed) == 1
+    head = (f"{_names(changed)} changed by {_names([pct(spread[k]) for k in changed])} of "
+            + ("its largest value" if one else "their largest values respectively")
+            + " across the rescalings") if changed else ""
     tail = (_names([f"{k} ({pct(spread[k])})" for k in same]) + f" stayed within {100 * tol:g} %") if same else ""
     if head and tail:
         return f"{head}, while {tail}"
