@@ -21,8 +21,7 @@ The rule, checked on the source of every ``book/questions/*.md`` page:
    read as wildcards) matches; ``glue_provenance()`` produces ``provenance``.
 
 Q1 and Q2 pages follow the rule (they failed it before their answers were glued: see
-``test_the_rule_rejects_the_old_q1_and_q2_answers``). The Q3 and Q4 pages are being glued by
-their owner; where they still break the rule they are marked xfail below, with the reason.
+``test_the_rule_rejects_the_old_q1_and_q2_answers``); so do the Q3 and Q4 pages.
 """
 from __future__ import annotations
 
@@ -136,23 +135,10 @@ def test_a_page_needs_exactly_one_answer():
 
 # ----------------------------------------------------------------------------- the pages
 
-# Pages whose answers their owner is gluing, by test; strict=False: a fix is welcome without an edit here.
-_Q3 = ("Q3's answer types the write-ups' correlations (r = −0.95, r = −1.0) in an unglued sentence; "
-       "its owner is gluing it (or may mark it **Caveat.**)")
-_OWNED_ELSEWHERE = {
-    ("q3-measures.md", "sentences"): _Q3,
-    ("q3-measures.md", "numbers"): _Q3,
-    ("q4-early.md", "numbers"): "Q4's answer types the skill scale '(1 = perfect, 0 = …)' in a finding paragraph; "
-                                "its owner is gluing the page (or may move it to a **Reading.** paragraph)",
-}
-
-
 def _pages(test: str):
     out = []
     for path in sorted(QUESTIONS.glob("*.md")):
-        reason = _OWNED_ELSEWHERE.get((path.name, test))
-        marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-        out.append(pytest.param(path, id=path.name, marks=marks))
+        out.append(pytest.param(path, id=path.name))
     return out
 
 
