@@ -24,7 +24,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[report,test]"
+	$(BIN)/python -m pip install -q -e ".[report,test,bench]"
 	touch $@
 
 # Through the launcher: after an interrupted run (even kill -9) the same command recovers the

@@ -41,7 +41,6 @@ NOT_RUNNABLE = {
     "landscape.probes.trajectory": "pca_directions: trained, model, batches, xs, ys, plt undefined",
     "landscape.resumable": "loss_surface_resumable: ls, model, np, batches, out undefined",
     # self-contained, but the printed subset is not what subset_indices returns
-    "landscape.subsets": "subset_indices(10, 3, seed=0) gives [1, 4, 7], the example says [2, 4, 9]",
 }
 
 

@@ -108,8 +108,10 @@ def hessian_trace(model: nn.Module, data: Iterable, loss_fn: LossFn | None = Non
         ValueError: if ``method`` is not one of ``METHODS``, ``n_probes`` is below the method's
             minimum (or too large for XTrace), ``seed`` is negative, or ``data`` is malformed.
 
-    Example (a quadratic "model" with Hessian spectrum {4, 2, 1, 0.5, 0, 0}, trace 7.5; with
-    rank 4 below the sketch size, Hutch++ and XTrace are exact):
+    Example:
+        A quadratic "model" with Hessian spectrum {4, 2, 1, 0.5, 0, 0}, trace 7.5; with rank 4
+        below the sketch size, Hutch++ and XTrace are exact.
+
         >>> import torch
         >>> from landscape.probes._testing import Quadratic, quadratic_loss, spd_matrix
         >>> q = Quadratic(spd_matrix([4.0, 2.0, 1.0, 0.5, 0.0, 0.0]), torch.zeros(6))
