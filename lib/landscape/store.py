@@ -98,12 +98,16 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_torch(path: str | os.PathLike) -> Any:
-    """``torch.load`` with ``weights_only=True``; raise :class:`CorruptArtefact` if unreadable."""
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``; raise :class:`CorruptArtefact` if unreadable.
+
+    ``map_location`` is where the tensors land (default the CPU, where they were saved; e.g.
+    ``torch.device("cuda:0")`` to load a state dict straight onto a GPU).
+    """
     try:
         import torch
 
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises several types for truncated zip files
