@@ -10,6 +10,25 @@ Files in ``run.dir``: ``init.pt`` and ``model.pt`` (state dicts at initialisatio
 ``trajectory.pt`` (flattened weights every ``trajectory_every`` steps, float32), ``metrics.json``
 (per-epoch curves and the outcome; written last, its presence marks the run as done) and, while
 running, ``checkpoint.pt``.
+
+Device (:mod:`landscape.device`): ``train_run(run, device=...)`` trains on the CPU or a CUDA
+device (default ``$LANDSCAPE_DEVICE``, else CUDA when available). Every file is written with its
+tensors on the CPU, so artefacts do not depend on the device, and the device is not part of the
+cache key: a run trained on a GPU and on the CPU are the same configuration, whose numbers agree
+up to the order of floating-point operations (TF32 is off, :func:`landscape.device.full_float32`).
+Training on CUDA runs PyTorch's default kernels, and these stay non-deterministic there (a
+rerun on the same GPU can differ in the last bits; the CPU is the bit-reproducible reference):
+
+* cuDNN's convolution backward (weight and input gradients of the CNN and the ResNet) may pick
+  algorithms that accumulate with atomics, unless deterministic algorithms are forced
+  (``torch.use_deterministic_algorithms(True)``, as :func:`landscape.device.deterministic` does
+  for the probes, at a cost in speed);
+* PyTorch's list of non-deterministic CUDA operations also names ``NLLLoss``, the last step of
+  the cross-entropy; ``index_add_``/``scatter_add_``, the backward of indexing, are on it too but
+  are not used here: batches and augmentations are indexed without gradients.
+
+cuBLAS matmuls are deterministic with the fixed workspace :func:`landscape.device.resolve` sets,
+and the batch order and augmentation are drawn on a CPU generator on either device.
 """
 from __future__ import annotations
 
@@ -27,6 +46,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import RunSpec, TrainSpec
 from .data import Batches, Data, load, subset
+from .device import full_float32
+from .device import resolve as resolve_device
 from .models import build_model, count_params
 from .store import CorruptArtefact, load_torch, read_json, save_torch, write_json
 
@@ -72,7 +93,26 @@ def lr_factor(spec: TrainSpec, step: int, steps_per_epoch: int) -> float:
 
 
 def _flat(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+    """Flattened float32 weights, on the CPU (the trajectory is kept and saved there)."""
+    return torch.cat([p.detach().reshape(-1).float() for p in model.parameters()]).cpu()
+
+
+def _cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (dicts, lists, tuples) on the CPU: what is saved."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def _on(data: Data, device: torch.device) -> Data:
+    """The whole data set moved to ``device`` once (batches are then sliced there)."""
+    if data.x.device == device and data.y.device == device:
+        return data
+    return Data(name=data.name, x=data.x.to(device), y=data.y.to(device))
 
 
 @torch.no_grad()
@@ -183,8 +223,11 @@ class Trained:
         """The stopping criterion, whether it was reached, and the end point's training loss."""
         return self.metrics["criterion"]
 
-    def init_model(self, bn_data=None) -> nn.Module:
+    def init_model(self, bn_data=None, device: str | torch.device | None = None) -> nn.Module:
         """The same architecture with this run's initial weights, in eval mode.
+
+        The model is on ``device`` (default: the device of :attr:`model`, so the two can be
+        compared or interpolated directly).
 
         ``init.pt`` is written before any train-mode pass, so its BN running statistics are the
         defaults (mean 0, variance 1): they do not belong to the weights, and in eval mode BN would
@@ -197,8 +240,9 @@ class Trained:
         """
         from .probes._common import DataPasses, has_batchnorm, model_device, recompute_bn
 
-        model = make_model(self.run.train, tuple(self.metrics["in_shape"]))
-        model.load_state_dict(load_torch(self.run.dir / "init.pt"))
+        dev = model_device(self.model) if device is None else resolve_device(device)
+        model = make_model(self.run.train, tuple(self.metrics["in_shape"])).to(dev)
+        model.load_state_dict(load_torch(self.run.dir / "init.pt", map_location=dev))
         if has_batchnorm(model):
             if bn_data is None:
                 raise ValueError(f"{self.run.config}/seed{self.run.seed} has batch norm: pass bn_data (the "
@@ -207,16 +251,19 @@ class Trained:
         return model.eval()
 
     def trajectory(self) -> tuple[list[int], torch.Tensor]:
-        """Steps and flattened weights (T, P) saved during training."""
+        """Steps and flattened weights (T, P) saved during training (float32, on the CPU)."""
         traj = load_torch(self.run.dir / "trajectory.pt")
         return traj["steps"], traj["weights"]
 
 
-def load_trained(run: RunSpec) -> Trained:
-    """Load a finished run; raise FileNotFoundError if it has not been trained."""
+def load_trained(run: RunSpec, device: str | torch.device | None = None) -> Trained:
+    """Load a finished run onto ``device`` (see :func:`landscape.device.resolve`; default
+    ``$LANDSCAPE_DEVICE``, else CUDA when available); raise FileNotFoundError if it has not been
+    trained. Whichever device it was trained on does not matter."""
+    dev = resolve_device(device)
     metrics = read_json(run.dir / "metrics.json")
-    model = make_model(run.train, tuple(metrics["in_shape"]))
-    model.load_state_dict(load_torch(run.dir / "model.pt"))
+    model = make_model(run.train, tuple(metrics["in_shape"])).to(dev)
+    model.load_state_dict(load_torch(run.dir / "model.pt", map_location=dev))
     return Trained(run=run, model=model.eval(), metrics=metrics)
 
 
@@ -232,26 +279,49 @@ def _is_done(run: RunSpec) -> bool:
 
 
 def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress: bool | None = None,
-              stop_after_epoch: int | None = None) -> Trained:
-    """Train ``run`` (or load it when already done) and return the result.
+              stop_after_epoch: int | None = None, device: str | torch.device | None = None) -> Trained:
+    """Train ``run`` (or load it when already done) and return the result, its model on ``device``.
+
+    The device does not enter the cache key (``run.key``): a run trained on CUDA and one trained
+    on the CPU are the same configuration, their numbers agree up to floating-point order (see
+    the module docstring for the kernels that stay non-deterministic on CUDA), and a finished
+    run is loaded, not retrained, whichever device asks. An interrupted run may resume on
+    another device: checkpoints, like every artefact, hold CPU tensors.
 
     Args:
         run: the resolved run (study, configuration, seed, training spec).
         data_root: dataset folder (default ``$LANDSCAPE_DATA`` or ``./data``).
         progress: show a tqdm bar (None: only on a terminal).
         stop_after_epoch: stop after this epoch, leaving a checkpoint (for tests of resumption).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None (``$LANDSCAPE_DEVICE``,
+            else auto: CUDA when available); the model and the whole training and test subsets
+            are moved there once, before the first batch.
+
+    Raises:
+        landscape.device.DeviceError: ``device`` names no usable device (one line).
     """
+    dev = resolve_device(device)
     if _is_done(run):
-        return load_trained(run)
+        return load_trained(run, dev)
+    with full_float32():
+        return _train(run, data_root, progress, stop_after_epoch, dev)
+
+
+def _train(run: RunSpec, data_root, progress, stop_after_epoch, dev: torch.device) -> Trained:
     spec = run.train
     torch.set_num_threads(num_threads())
     train_all = load(spec.dataset, train=True, root=data_root)
     test_all = load(spec.dataset, train=False, root=data_root)
-    train_set: Data = subset(train_all, spec.train_subset, seed=spec.data_seed)  # see subsets.py
-    test_set: Data = subset(test_all, spec.test_subset, seed=0)
+    # the whole subsets live on the device: batches are sliced there, never copied per batch
+    train_set: Data = _on(subset(train_all, spec.train_subset, seed=spec.data_seed), dev)  # see subsets.py
+    test_set: Data = _on(subset(test_all, spec.test_subset, seed=0), dev)
     in_shape = train_set.shape
-    model = make_model(spec, in_shape)
-    channels_last = spec.model.name in ("cnn", "resnet")
+    model = make_model(spec, in_shape).to(dev)  # initialised on the CPU: the same on any device
+    # Channels-last: measured faster for convnets on this CPU (oneDNN, DESIGN.md). On CUDA it is
+    # not assumed: whether cuDNN's NHWC kernels pay off (in float32, without TF32) is to be
+    # chosen by measurement on the GPU; until then it is off there. Memory format never changes
+    # a value, only speed, so either choice trains the same configuration.
+    channels_last = dev.type == "cpu" and spec.model.name in ("cnn", "resnet")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model.parameters())
@@ -278,7 +348,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
         start_epoch, step, last_finite = ckpt["epoch"] + 1, ckpt["step"], ckpt["last_finite"]
         resumed = True
     except (FileNotFoundError, CorruptArtefact):
-        save_torch(run.dir / "init.pt", model.state_dict())
+        save_torch(run.dir / "init.pt", _cpu(model.state_dict()))
         test_loss, test_acc = evaluate(model, test_batches, channels_last)
         history.append({"epoch": 0, "step": 0, "lr": spec.optimizer.lr * lr_factor(spec, 0, steps_per_epoch),
                         "train_loss": None, "train_acc": None, "test_loss": test_loss,
@@ -339,9 +409,10 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
             full_loss, full_acc = evaluate(model, train_eval, channels_last)
             history[-1] |= {"train_loss_eval": full_loss, "train_acc_eval": full_acc}
             stopped = full_loss <= spec.stop_loss
-        save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "history": history, "traj_steps": traj_steps, "traj": traj,
-                               "epoch": epoch, "step": step, "last_finite": last_finite})
+        save_torch(ckpt_path, {"model": _cpu(model.state_dict()),
+                               "optimizer": _cpu(optimizer.state_dict()), "history": history,
+                               "traj_steps": traj_steps, "traj": traj, "epoch": epoch,
+                               "step": step, "last_finite": last_finite})
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", test_acc=f"{test_acc:.3f}")
         if stopped:
@@ -353,7 +424,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
 
     model = model.to(memory_format=torch.contiguous_format)
     criterion = _criterion(spec, history, model, train_eval, outcome["diverged"], stopped)
-    save_torch(run.dir / "model.pt", model.state_dict())
+    save_torch(run.dir / "model.pt", _cpu(model.state_dict()))
     save_torch(run.dir / "trajectory.pt", {"steps": traj_steps, "weights": torch.stack(traj)})
     metrics = {
         "study": run.study, "config": run.config, "seed": run.seed, "key": run.key,
@@ -361,6 +432,7 @@ def train_run(run: RunSpec, data_root: str | os.PathLike | None = None, progress
         "n_params": count_params(model), "n_train": len(train_set), "n_test": len(test_set),
         "steps_per_epoch": steps_per_epoch, "history": history, "outcome": outcome,
         "resumed": resumed, "train_seconds": sum(h["seconds"] for h in history),
+        "device": str(dev),  # provenance only: not in the cache key
         "criterion": criterion,
     }
     write_json(run.dir / "metrics.json", metrics)
