@@ -52,6 +52,7 @@ def normalize_direction(direction: Sequence[Tensor], weights: Sequence[Tensor],
     ``"layer"``: each tensor gets its weight tensor's norm; ``"none"``: unchanged. With
     ``ignore="biasbn"`` tensors with ``dim <= 1`` are zeroed; with ``ignore=None`` they are set to
     the weights (filter) or scaled to the weight norm (layer).
+    The result is on the weights' device (a direction given on another device is copied there).
 
     Raises:
         ValueError: for an unknown ``norm``/``ignore`` or mismatched shapes.
@@ -64,7 +65,7 @@ def normalize_direction(direction: Sequence[Tensor], weights: Sequence[Tensor],
         if d.shape != w.shape:
             raise ValueError(f"direction tensor of shape {tuple(d.shape)} does not match weight "
                              f"shape {tuple(w.shape)}")
-        d = d.detach().clone()
+        d = d.detach().to(w.device, copy=True)  # the weights' device, whatever the direction's
         if w.dim() <= 1 and ignore == "biasbn":
             d.zero_()
         elif norm == "filter" and w.dim() <= 1:
@@ -78,6 +79,8 @@ def normalize_direction(direction: Sequence[Tensor], weights: Sequence[Tensor],
 
 
 def _gaussian_like(params: Sequence[Tensor], gen: torch.Generator) -> list[Tensor]:
+    """Gaussian tensors shaped like ``params``: drawn on the CPU generator ``gen`` (the same draws
+    on any device), then moved to each parameter's device."""
     return [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
 
 
