@@ -416,13 +416,7 @@ CASES = {
 
 # Cases the checker flags today: case -> the offending line (fix the probe, then drop the entry;
 # strict xfail makes a fixed probe fail here until it is dropped).
-KNOWN = {
-    "pca_directions_project": (
-        "lib/landscape/probes/trajectory.py:45 (PCADirections.project): torch.as_tensor(points, "
-        "dtype=float64) keeps the points' device, so line 47 subtracts the CPU origin (line 67 "
-        "keeps the trajectory on the CPU) from points on the model's device, and line 48 "
-        "multiplies by the CPU directions and calls .numpy(); fix: device='cpu' at line 45"),
-}
+KNOWN: dict[str, str] = {}
 
 
 def _params():

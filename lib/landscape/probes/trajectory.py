@@ -43,7 +43,7 @@ class PCADirections:
     def project(self, points: Tensor | np.ndarray) -> np.ndarray:
         """Coordinates of flat weight vectors (rows) in this plane, relative to ``origin``."""
         p = torch.as_tensor(np.asarray(points) if not isinstance(points, Tensor) else points,
-                            dtype=torch.float64)
+                            dtype=torch.float64, device="cpu")  # the plane lives on the CPU
         p = p.reshape(-1, self.origin.numel()) - self.origin
         return (p @ torch.stack(self.directions).T).numpy()
 
