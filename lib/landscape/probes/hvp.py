@@ -19,7 +19,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from ._common import DataPasses, LossFn, check_model, flat, model_device, resolve_loss_fn, trainable
+from ._common import (DataPasses, LossFn, check_model, flat, last_batch, model_device,
+                      nonfinite_message, resolve_loss_fn, second_derivative_error, trainable)
 
 __all__ = ["HessianOperator", "REUSE_GRAPH_MAX_SAMPLES"]
 
@@ -55,8 +56,14 @@ class HessianOperator:
             samples, recompute for larger data.
 
     Raises:
-        ValueError: if ``model`` is not a Module, has no trainable parameter, or ``data`` is not
-            an iterable of ``(inputs, targets)`` pairs.
+        ValueError: if ``model`` is not a Module, has no trainable parameter, ``data`` is not
+            an iterable of ``(inputs, targets)`` pairs (or a DataLoader that holds different
+            examples on each pass), or a batch's loss is not a finite scalar (the line names
+            the batch and whether its inputs, the model's outputs or ``loss_fn`` are at fault).
+        TypeError: if the model returns a dict or tuple and ``loss_fn`` is None (the line gives
+            the ``loss_fn`` to pass).
+        NotImplementedError: if the model uses an operation PyTorch cannot differentiate twice
+            (e.g. ``nn.Hardsigmoid``), at the first product.
 
     Example:
         >>> op = HessianOperator(model, [(x, y)])
@@ -74,7 +81,7 @@ class HessianOperator:
         self.reuse_graph = True if reuse_graph is None else bool(reuse_graph)
         self._auto = reuse_graph is None
         self.n_hvp = 0
-        self._graphs: list[tuple[list[Tensor], list[Tensor], int]] | None = None
+        self._graphs: list[tuple[list[Tensor], list[int], int, tuple]] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -85,7 +92,8 @@ class HessianOperator:
         return self._device
 
     def _gradients(self):
-        """Yield (gradient tensors with graph, the params they depend on, batch size)."""
+        """Yield (gradient tensors with graph, the params they depend on, batch size, and the
+        batch as ``(name, index, size, inputs)`` for the message on a non-finite product)."""
         if self._graphs is not None:
             yield from self._graphs
             return
@@ -97,7 +105,8 @@ class HessianOperator:
                 gs = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
                 # gradients that do not depend on the weights contribute a zero Hessian block
                 item = ([g for g in gs if g is not None and g.requires_grad],
-                        [i for i, g in enumerate(gs) if g is not None and g.requires_grad], b)
+                        [i for i, g in enumerate(gs) if g is not None and g.requires_grad], b,
+                        last_batch())
                 if keep is not None:
                     keep.append(item)
                     kept += b
@@ -113,19 +122,32 @@ class HessianOperator:
         if not isinstance(v, Tensor) or v.shape != (self.size,):
             shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
             raise ValueError(f"expected a 1-D tensor of {self.size} elements, got {shape}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError("HessianOperator.matvec: the vector has NaN or Inf entries; pass a "
+                             "finite vector")
         chunks = torch.split(v.to(self._device), [p.numel() for p in self.params])
         vs = [c.view_as(p).to(p.dtype) for c, p in zip(chunks, self.params)]
         out = torch.zeros(self.size, dtype=torch.float64, device=self._device)
         n = 0
         with torch.enable_grad():
-            for gs, idx, b in self._gradients():
+            for gs, idx, b, batch in self._gradients():
                 n += b
                 if not gs:
                     continue
-                hv = torch.autograd.grad(gs, self.params, grad_outputs=[vs[i] for i in idx],
-                                         retain_graph=self.reuse_graph, allow_unused=True)
+                try:
+                    hv = torch.autograd.grad(gs, self.params, grad_outputs=[vs[i] for i in idx],
+                                             retain_graph=self.reuse_graph, allow_unused=True)
+                except RuntimeError as err:  # an op without a second derivative: say so
+                    refusal = second_derivative_error(err)
+                    if refusal is None:
+                        raise
+                    raise refusal from None
                 hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params)]
-                out.add_(flat(hv, torch.float64), alpha=b)
+                hv = flat(hv, torch.float64)
+                if not bool(torch.isfinite(hv).all()):
+                    raise ValueError(nonfinite_message("the Hessian-vector product is not finite",
+                                                       batch=batch))
+                out.add_(hv, alpha=b)
         self.n_hvp += 1
         return out.div_(n).to(v.dtype)
 

@@ -19,10 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (DataPasses, LossFn, channels_last, check_model, evaluate_metrics,
-                      model_device, parse_metric, probe_state, progress_callback,
+                      model_device, parse_metric, probe_name, probe_state, progress_callback,
                       resolve_loss_fn, trainable)
 
 __all__ = ["loss_surface", "evaluate_loss", "as_directions"]
+
+
+def _check_finite(which: str, d: list[Tensor], names: Sequence[str]) -> list[Tensor]:
+    for t, name in zip(d, names):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{probe_name()}: {which} has NaN or Inf entries in {name!r}; a "
+                             "direction must be finite (check how it was built, e.g. a "
+                             "normalisation dividing by a zero norm)")
+    return d
 
 
 def _as_direction(d: Any, params: Sequence[Tensor], n_total: int, which: str) -> list[Tensor]:
@@ -58,7 +67,7 @@ def as_directions(model: nn.Module, directions: Any) -> list[list[Tensor]]:
     parameters or a flat 1-D tensor/array (``flatten_params`` order); a bare single direction
     (a list of parameter-shaped tensors) is accepted too.
     """
-    _, params = trainable(model)
+    names, params = trainable(model)
     n_total = sum(p.numel() for p in params)
     if isinstance(directions, (Tensor, np.ndarray)):
         directions = [directions]
@@ -73,23 +82,33 @@ def as_directions(model: nn.Module, directions: Any) -> list[list[Tensor]]:
         directions = [directions]
     if len(directions) not in (1, 2):
         raise ValueError(f"directions must hold 1 or 2 directions, got {len(directions)}")
-    return [_as_direction(d, params, n_total, f"directions[{i}]") for i, d in enumerate(directions)]
+    return [_check_finite(f"directions[{i}]", _as_direction(d, params, n_total, f"directions[{i}]"),
+                          names) for i, d in enumerate(directions)]
+
+
+def _finite_axis(a: np.ndarray, name: str) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise ValueError(f"{probe_name()}: {name}[{bad[0]}] = {a[bad[0]]} is not a finite number; "
+                         f"every coordinate must be finite (here {bad.size} of {a.size} are not)")
+    return a
 
 
 def _coords(coords: Any, n_dirs: int) -> list[np.ndarray]:
+    """The grid axes as float arrays; refuses empty, non-1-D and non-finite coordinates."""
     if n_dirs == 1:
         a = np.asarray(coords, dtype=float)
         if a.ndim != 1 or a.size == 0:
             raise ValueError(f"with one direction coords must be a non-empty 1-D array, got "
                              f"shape {a.shape}")
-        return [a]
+        return [_finite_axis(a, "coords")]
     if not isinstance(coords, (list, tuple)) or len(coords) != 2:
         raise ValueError("with two directions coords must be a pair (xs, ys) of 1-D arrays")
     out = [np.asarray(c, dtype=float) for c in coords]
     if any(c.ndim != 1 or c.size == 0 for c in out):
         raise ValueError(f"xs and ys must be non-empty 1-D arrays, got shapes "
                          f"{[c.shape for c in out]}")
-    return out
+    return [_finite_axis(c, name) for c, name in zip(out, ("xs", "ys"))]
 
 
 def loss_surface(model: nn.Module, data: Iterable, directions: Any, coords: Any,
@@ -122,8 +141,11 @@ def loss_surface(model: nn.Module, data: Iterable, directions: Any, coords: Any,
         plots use ``plt.contour(xs, ys, z.T)``.
 
     Raises:
-        ValueError: for directions that do not match the trainable parameters, coords of the
-            wrong shape, or an unknown metric.
+        ValueError: for directions that do not match the trainable parameters or hold NaN/Inf,
+            coords of the wrong shape or not finite, an unknown metric, or a non-finite loss
+            at a grid point (the line names the batch and what to check).
+        TypeError: for a model returning a dict or tuple with ``loss_fn=None`` (the line gives
+            the ``loss_fn`` to pass).
 
     Example:
         >>> dx, dy = random_plane(model, seed=0)
