@@ -33,10 +33,13 @@ def test_the_makefile_hands_on_an_absolute_data_root(tmp_path):
     """``make test LANDSCAPE_DATA=../shared/data``: the recipe's processes (pytest, which copies
     the repository elsewhere) see the absolute folder, not a path relative to another cwd."""
     show = 'show-data: ; @echo "$$LANDSCAPE_DATA"'
+    # run as under `make test ...`, the outer make's command-line variables would reach this make
+    # through MAKEFLAGS: leave them out, so each call sees only its own arguments
+    clean = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     out = subprocess.run(["make", "-s", "--eval", show, "show-data", "LANDSCAPE_DATA=../shared/data"],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+                         cwd=REPO, env=clean, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == os.path.abspath(REPO / ".." / "shared" / "data")
-    unset = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DATA"}
+    unset = {k: v for k, v in clean.items() if k != "LANDSCAPE_DATA"}
     out = subprocess.run(["make", "-s", "--eval", show, "show-data"], cwd=REPO, env=unset,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""  # unset stays unset (the default ./data applies)
