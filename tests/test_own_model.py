@@ -5,11 +5,16 @@ line that says what to do.
   logits;
 * a ``torch.utils.data.DataLoader`` as ``data``;
 * frozen parameters (``requires_grad=False``), which never enter the Hessian or a perturbation;
-* non-finite inputs, coordinates and directions, and models PyTorch cannot differentiate twice.
+* non-finite inputs, coordinates and directions, and models PyTorch cannot differentiate twice;
+* the notebook ``notebooks/own_model.ipynb`` run end to end with papermill (slow, ~40 s).
 """
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -337,3 +342,56 @@ def test_directions_and_gradients_cover_only_the_trainable_parameters():
     model = frozen_mlp()
     assert [tuple(t.shape) for t in random_direction(model, 0)] == [(3, 8), (3,)]
     assert list(gradient_norms(model, classification_data())) == ["2.weight", "2.bias"]
+
+
+# --------------------------------------------------------------------------------------------
+# the notebook, end to end
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_own_model_notebook_runs_with_papermill_and_reports_every_probe(tmp_path, data_root):
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    cmd = [sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(tmp_path),
+           str(REPO / "notebooks" / "own_model.ipynb"), str(tmp_path / "executed.ipynb"),
+           "-p", "n_examples", "64", "-p", "train_steps", "4", "-p", "surface_points", "5",
+           "-p", "data_root", str(data_root), "-p", "out_dir", str(out)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    res = json.loads((out / "own_model.json").read_text())
+    # only the requires_grad parameters enter: the operator's dimension is their count
+    assert res["n_trainable"] == res["hessian_dimension"] < res["n_params"]
+    assert res["frozen_unchanged"] is True
+    assert res["n_examples"] == 64
+    probes = {row["probe"]: row for row in res["costs"]}
+    assert set(probes) >= {"hessian_eigenvalues", "hessian_trace", "hessian_density",
+                           "loss_surface", "sharpness_estimate", "interpolate", "gradient_norms"}
+    for row in probes.values():
+        assert row["seconds"] > 0 and row["passes"] >= 0 and row["n_hvp"] >= 0
+    assert probes["hessian_eigenvalues"]["n_hvp"] > 0 and probes["loss_surface"]["n_hvp"] == 0
+    assert probes["loss_surface"]["passes"] == pytest.approx(5)           # one per point
+    assert probes["interpolate"]["passes"] == pytest.approx(10)           # BN pass + loss pass
+    for name in ("hessian_eigenvalues", "hessian_trace", "hessian_density"):
+        assert probes[name]["passes"] == pytest.approx(1)                 # graphs kept: 1 pass
+    assert np.isfinite(res["lambda_max"]) and np.isfinite(res["trace"])
+    assert np.all(np.isfinite(res["surface"])) and len(res["surface"]) == 5
+    for fig in ("spectrum", "surface", "path"):
+        assert (out / f"{fig}.png").stat().st_size > 5_000
+    nb = json.loads((tmp_path / "executed.ipynb").read_text())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert ("TypeError: evaluate_loss: the model returned a dict (keys 'features', 'logits')"
+            in text)  # the refusal the notebook shows, in one line
+    assert f"Hessian dimension {res['hessian_dimension']:,} = trainable entries" in text
+
+
+def test_own_model_notebook_is_committed_without_outputs_and_has_parameters():
+    nb = json.loads((REPO / "notebooks" / "own_model.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    src = "".join(params[0]["source"])
+    for name in ("n_examples", "data_root", "out_dir"):
+        assert f"{name} =" in src
