@@ -40,3 +40,13 @@ test: setup
 
 clean:
 	rm -rf _build book/runs book/_build .snakemake
+
+# The Slurm profile on a real single-node Slurm cluster started on this machine (as root; installs
+# slurm-wlm, munge and snakemake-executor-plugin-slurm where missing): the toy study through
+# --profile workflow/profiles/slurm, every job checked to have gone through sbatch, its numbers
+# checked against a local --cores 1 run bit for bit; the cluster is shut down afterwards
+# (tests/test_slurm.py, scripts/slurm_cluster.sh). A few minutes.
+.PHONY: slurm-check
+slurm-check: setup
+	$(RUN) PYTHON=python bash scripts/slurm_cluster.sh install
+	$(RUN) LANDSCAPE_SLURM_CHECK=1 python -m pytest tests/test_slurm.py -v -rP -p no:cacheprovider $(PYTEST_ARGS)
