@@ -33,13 +33,22 @@ import pandas as pd
 __all__ = ["holm", "benjamini_hochberg", "adjust_pvalues", "multiplicity_verdict"]
 
 
-def _valid(p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``p`` as a float array and the mask of its finite entries (which must lie in [0, 1])."""
+def _adjusted(p: Sequence[float], sorted_adjust) -> np.ndarray:
+    """Apply ``sorted_adjust`` (ascending p-values -> their adjusted values) to the finite entries
+    of ``p`` (which must lie in [0, 1]), in the input order; non-finite entries stay NaN and are
+    not counted in the family."""
     p = np.asarray(p, dtype=float).ravel()
     ok = np.isfinite(p)
     if np.any((p[ok] < 0) | (p[ok] > 1)):
         raise ValueError("p-values must lie in [0, 1]")
-    return p, ok
+    out = np.full(p.shape, np.nan)
+    q = p[ok]
+    if len(q):
+        order = np.argsort(q, kind="stable")
+        res = np.empty(len(q))
+        res[order] = sorted_adjust(q[order])
+        out[ok] = res
+    return out
 
 
 def holm(p: Sequence[float]) -> np.ndarray:
@@ -58,17 +67,9 @@ def holm(p: Sequence[float]) -> np.ndarray:
         >>> holm([0.01, 0.04, 0.03, 0.005]).round(3).tolist()
         [0.03, 0.06, 0.06, 0.02]
     """
-    p, ok = _valid(p)
-    out = np.full(p.shape, np.nan)
-    q = p[ok]
-    m = len(q)
-    if m:
-        order = np.argsort(q, kind="stable")
-        adj = np.minimum(1.0, (m - np.arange(m)) * q[order])
-        res = np.empty(m)
-        res[order] = np.maximum.accumulate(adj)
-        out[ok] = res
-    return out
+    def step_down(q):
+        return np.maximum.accumulate(np.minimum(1.0, (len(q) - np.arange(len(q))) * q))
+    return _adjusted(p, step_down)
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
@@ -89,18 +90,10 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
         >>> benjamini_hochberg([0.01, 0.04, 0.03, 0.005]).round(3).tolist()
         [0.02, 0.04, 0.04, 0.02]
     """
-    p, ok = _valid(p)
-    out = np.full(p.shape, np.nan)
-    q = p[ok]
-    m = len(q)
-    if m:
-        order = np.argsort(q, kind="stable")
-        adj = q[order] * m / np.arange(1, m + 1)
-        adj = np.minimum(1.0, np.minimum.accumulate(adj[::-1])[::-1])
-        res = np.empty(m)
-        res[order] = adj
-        out[ok] = res
-    return out
+    def step_up(q):
+        adj = q * len(q) / np.arange(1, len(q) + 1)
+        return np.minimum(1.0, np.minimum.accumulate(adj[::-1])[::-1])
+    return _adjusted(p, step_up)
 
 
 def adjust_pvalues(table: pd.DataFrame, p: str = "p", alpha: float = 0.05) -> pd.DataFrame:
