@@ -14,26 +14,15 @@ from typing import Any
 
 from . import __version__
 from .config import Study, _repo_root
-from .data import Batches, load, subset
 from .store import CorruptArtefact, read_json, write_json
 
-__all__ = ["eval_data", "glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
+__all__ = ["glue", "Plain", "check_parameters", "divergence_note", "save_figure", "provenance",
            "current_provenance", "caption", "glue_provenance", "pool_provenance",
            "write_artefact", "read_artefact", "missing_probes", "ensure_probes"]
 
 # Provenance of what the running notebook has measured (``provenance``) or read (``read_artefact``):
 # pooled by ``current_provenance`` and attached to every figure and artefact it writes afterwards.
 _SOURCES: list[dict] = []
-
-
-def eval_data(study: Study, data_root=None, split: str = "train", n: int | None = None) -> Batches:
-    """The study's fixed evaluation subset: ``n`` (default ``budget.eval_subset``) examples of
-    ``split`` drawn with seed 0 — the same for every run and probe, and a smaller ``n`` gives a
-    subset of a larger one — in batches of ``budget.eval_batch``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split = {split!r} is not one of: train, test")
-    data = load(study.dataset, train=(split == "train"), root=data_root)
-    return Batches(subset(data, n or study.budget.eval_subset, seed=0), study.budget.eval_batch)
 
 
 def glue(key: str, value: Any, display: bool = False) -> None:
