@@ -52,7 +52,7 @@ from .models import build_model, count_params
 from .store import CorruptArtefact, load_torch, read_json, save_torch, write_json
 
 __all__ = ["train_run", "load_trained", "Trained", "make_model", "evaluate", "make_optimizer",
-           "lr_factor", "criterion_note", "criteria_note"]
+           "lr_factor", "criterion_note"]
 
 
 def num_threads() -> int:
@@ -188,22 +188,6 @@ def criterion_note(c: dict) -> str:
     if c["reached"]:
         return f"reached training loss ≤ {c['stop_loss']:g} at epoch {c['epochs']} ({loss})"
     return f"did NOT reach training loss ≤ {c['stop_loss']:g} within {c['max_epochs']} epochs ({loss})"
-
-
-def criteria_note(cs: list[dict]) -> str:
-    """One sentence on the training state of a configuration's runs."""
-    if not cs:
-        return "No run trained to the end."
-    target = cs[0].get("stop_loss")
-    losses = ", ".join(f"{c['train_loss']:.3g}" for c in cs)
-    if target is None:
-        return f"All {len(cs)} runs trained a fixed {cs[0]['epochs']} epochs (no stopping criterion); training losses {losses}."
-    reached = [c for c in cs if c["reached"]]
-    epochs = "/".join(str(c["epochs"]) for c in cs)
-    head = (f"All {len(cs)} runs reached" if len(reached) == len(cs) else
-            f"{len(reached)} of {len(cs)} runs reached")
-    return (f"{head} the criterion training loss ≤ {target:g} (cap {cs[0]['max_epochs']} epochs; "
-            f"epochs trained {epochs}; training losses {losses}).")
 
 
 @dataclass
